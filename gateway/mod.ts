@@ -1,0 +1,5 @@
+/**
+ * gateway: public API.
+ * @module
+ */
+export {};

@@ -1,0 +1,8 @@
+/**
+ * The shared kernel every AetherFlow package builds on: ids, errors, config,
+ * logging. Test helpers live in `kernel/testing.ts` and are not re-exported here.
+ * @module
+ */
+export * from "./ids.ts";
+export * from "./errors.ts";
+export * from "./log.ts";

@@ -1,0 +1,120 @@
+/**
+ * Test helpers shared by every package: free ports, temp directories removed after
+ * use, and a real etcd server on loopback.
+ *
+ * @example
+ * ```ts
+ * await using dir = await tempDir();
+ * const port = freePort();
+ * await using etcd = await startEtcd();
+ * ```
+ * @module
+ */
+
+/** A TCP port the OS reports free on 127.0.0.1 right now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** A UDP port the OS reports free on 127.0.0.1 right now. */
+export function freeUdpPort(): number {
+  const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const { port } = socket.addr as Deno.NetAddr;
+  socket.close();
+  return port;
+}
+
+/** A temporary directory, removed with everything in it on dispose. */
+export interface TempDir extends AsyncDisposable {
+  readonly path: string;
+}
+
+/** Create a temporary directory that `await using` removes. */
+export async function tempDir(prefix = "aetherflow-"): Promise<TempDir> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    },
+  };
+}
+
+/** A running etcd server. */
+export interface EtcdServer extends AsyncDisposable {
+  /** Client URL, e.g. `http://127.0.0.1:23790`. */
+  readonly endpoint: string;
+  /** Stop the server and remove its data directory. */
+  stop(): Promise<void>;
+}
+
+/** Where the etcd binary is looked for (Debian's `etcd-server` installs /usr/bin/etcd). */
+export const ETCD_BINARY = Deno.env.get("ETCD_BINARY") ?? "/usr/bin/etcd";
+
+/**
+ * Start a real etcd on loopback with a temp data dir and wait until it reports healthy.
+ * @throws {Error} when the binary is missing (install Debian's `etcd-server`) or it does
+ *   not become healthy within `timeoutMs`
+ */
+export async function startEtcd(options: { timeoutMs?: number } = {}): Promise<EtcdServer> {
+  try {
+    await Deno.stat(ETCD_BINARY);
+  } catch {
+    throw new Error(`etcd not found at ${ETCD_BINARY}: install Debian's etcd-server (see .ci/run)`);
+  }
+  const dir = await tempDir("aetherflow-etcd-");
+  const clientPort = freePort();
+  const peerPort = freePort();
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const child = new Deno.Command(ETCD_BINARY, {
+    args: [
+      "--data-dir",
+      dir.path,
+      "--listen-client-urls",
+      endpoint,
+      "--advertise-client-urls",
+      endpoint,
+      "--listen-peer-urls",
+      `http://127.0.0.1:${peerPort}`,
+      "--initial-advertise-peer-urls",
+      `http://127.0.0.1:${peerPort}`,
+      "--initial-cluster",
+      `default=http://127.0.0.1:${peerPort}`,
+      "--log-level",
+      "error",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeTo(new WritableStream());
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await child.status;
+    await stderr.catch(() => {});
+    await dir[Symbol.asyncDispose]();
+  };
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  while (true) {
+    try {
+      const response = await fetch(`${endpoint}/health`);
+      const body = await response.json();
+      if (body.health === "true") break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`etcd did not become healthy at ${endpoint}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { endpoint, stop, [Symbol.asyncDispose]: stop };
+}

@@ -1,0 +1,5 @@
+/**
+ * quantum: public API.
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * session: public API.
+ * @module
+ */
+export {};

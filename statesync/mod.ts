@@ -1,0 +1,5 @@
+/**
+ * statesync: public API.
+ * @module
+ */
+export {};
