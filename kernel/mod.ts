@@ -6,3 +6,4 @@
 export * from "./ids.ts";
 export * from "./errors.ts";
 export * from "./log.ts";
+export * from "./config.ts";
