@@ -118,3 +118,42 @@ export async function startEtcd(options: { timeoutMs?: number } = {}): Promise<E
   }
   return { endpoint, stop, [Symbol.asyncDispose]: stop };
 }
+
+/** Whether a test's external tools are present; see {@link needs}. */
+export interface ToolCheck {
+  /** True when the test must not run (a tool is missing and this is not CI). */
+  readonly ignore: boolean;
+  /** Text for the test name: empty, or ` [NOT RUN: protoc missing]`. */
+  readonly note: string;
+}
+
+/**
+ * Check that external binaries a test needs are on PATH (or absolute paths exist).
+ * Outside CI a missing tool marks the test ignored with the reason in its name, so the
+ * summary says clearly what was not run; in CI (`CI=true`) nothing is ignored and the
+ * test fails on the missing tool.
+ *
+ * @example
+ * ```ts
+ * const tools = needs("protoc");
+ * Deno.test({ name: "proto/gen is fresh" + tools.note, ignore: tools.ignore, fn });
+ * ```
+ */
+export function needs(...binaries: string[]): ToolCheck {
+  const missing = binaries.filter((binary) => !onPath(binary));
+  if (missing.length === 0 || Deno.env.get("CI") === "true") return { ignore: false, note: "" };
+  return { ignore: true, note: ` [NOT RUN: ${missing.join(", ")} missing, see .ci/run]` };
+}
+
+function onPath(binary: string): boolean {
+  const candidates = binary.includes("/")
+    ? [binary]
+    : (Deno.env.get("PATH") ?? "").split(":").map((dir) => `${dir}/${binary}`);
+  return candidates.some((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { freePort, freeUdpPort, startEtcd, tempDir } from "./testing.ts";
+import { ETCD_BINARY, freePort, freeUdpPort, needs, startEtcd, tempDir } from "./testing.ts";
 
 Deno.test("tempDir() is removed on dispose", async () => {
   let path: string;
@@ -18,7 +18,11 @@ Deno.test("freePort() and freeUdpPort() return bindable ports", () => {
   udp.close();
 });
 
-Deno.test("startEtcd() runs a real etcd that stores and returns a key", async () => {
+const etcdTool = needs(ETCD_BINARY);
+Deno.test({
+  name: "startEtcd() runs a real etcd that stores and returns a key" + etcdTool.note,
+  ignore: etcdTool.ignore,
+}, async () => {
   await using etcd = await startEtcd();
   const key = btoa("aetherflow-test");
   const put = await fetch(`${etcd.endpoint}/v3/kv/put`, {
@@ -33,4 +37,20 @@ Deno.test("startEtcd() runs a real etcd that stores and returns a key", async ()
   });
   const body = await range.json();
   assert.equal(atob(body.kvs[0].value), "hello");
+});
+
+Deno.test("needs() ignores a test outside CI only when a tool is missing, naming it", () => {
+  const ci = Deno.env.get("CI");
+  try {
+    Deno.env.delete("CI");
+    assert.deepEqual(needs("sh"), { ignore: false, note: "" });
+    const missing = needs("sh", "no-such-tool-aetherflow");
+    assert.equal(missing.ignore, true);
+    assert.match(missing.note, /NOT RUN: no-such-tool-aetherflow missing/);
+    Deno.env.set("CI", "true");
+    assert.equal(needs("no-such-tool-aetherflow").ignore, false);
+  } finally {
+    if (ci === undefined) Deno.env.delete("CI");
+    else Deno.env.set("CI", ci);
+  }
 });
