@@ -51,7 +51,7 @@ export interface LockRecord {
   acquiredAt: number;
   /** Epoch ms; the lock is gone at or after this time. */
   expiresAt: number;
-  /** Increases with every grant (and renewal) of this document's locks. */
+  /** Increases with every new grant of this document's locks; a renewal keeps it. */
   fencingToken: number;
 }
 
