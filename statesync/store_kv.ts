@@ -1,0 +1,552 @@
+/**
+ * A {@link DocumentStore} on Deno KV (SQLite on local disk with `Deno.openKv(path)`):
+ * the embedded default, so documents survive restarts.
+ *
+ * Layout under a prefix (default `["statesync"]`), every value the UTF-8 bytes of JSON:
+ * - `head/<doc>`: the document head; its versionstamp is the optimistic check of commits
+ * - `op/<doc>/<version>`: one operation
+ * - `dedupe/<doc>/<session>/<clientOpId>`: the resend de-duplication entry
+ * - `conflict/<doc>/<id>` (+ `conflict_chunk/<doc>/<id>/<i>` when large)
+ * - `snap/<doc>/<version>` (+ `snap_chunk/<doc>/<version>/<i>`)
+ *
+ * Commits of many documents are packed into as few atomic operations as KV's limits
+ * allow (1000 mutations, 100 checks, 800 KB of mutations, 80 KB of keys, 64 KiB per
+ * value): that group commit is what makes durable throughput high.
+ *
+ * @example
+ * ```ts
+ * await using store = await KvDocumentStore.open("data/statesync.kv");
+ * const manager = new DocumentManager(store, {});
+ * ```
+ * @module
+ */
+import { AppError } from "../kernel/mod.ts";
+import type { ConflictRecord, Json, OperationRecord } from "./model.ts";
+import { validateRequest } from "./store.ts";
+import type {
+  CommitOutcome,
+  CommitRequest,
+  DedupeEntry,
+  DocumentHead,
+  DocumentStore,
+  ListOptions,
+  Snapshot,
+  StoreCounts,
+} from "./store.ts";
+
+/** KV's hard limits, with margins for key/value framing. */
+const MAX_MUTATIONS = 1000;
+const MAX_CHECKS = 100;
+const MAX_MUTATION_BYTES = 760_000;
+const MAX_KEY_BYTES = 76_000;
+const CHUNK_BYTES = 60_000;
+const MAX_VALUE_BYTES = 65_536;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function encode(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+function decode<T>(value: unknown): T {
+  if (!(value instanceof Uint8Array)) {
+    throw new AppError("DATA_LOSS", "Unexpected value in the document store");
+  }
+  return JSON.parse(decoder.decode(value)) as T;
+}
+
+/** Approximate encoded size of a key (strings + framing per part). */
+function keyBytes(key: Deno.KvKey): number {
+  let n = 0;
+  for (const part of key) n += (typeof part === "string" ? part.length * 3 : 9) + 2;
+  return n;
+}
+
+interface Mutation {
+  key: Deno.KvKey;
+  value: Uint8Array;
+}
+
+/** Items that must land in one transaction (an op with its dedupe entry, a conflict). */
+interface Item {
+  mutations: Mutation[];
+  /** Ops in this item (0 or 1). */
+  ops: number;
+}
+
+/** A slice of one request that fits one transaction, with the head it leaves behind. */
+interface Unit {
+  request: number;
+  documentId: string;
+  expectedVersion: number;
+  head: DocumentHead;
+  mutations: Mutation[];
+  bytes: number;
+  keyBytes: number;
+}
+
+interface CachedStamp {
+  version: number;
+  versionstamp: string;
+}
+
+/** Options for {@link KvDocumentStore}. */
+export interface KvDocumentStoreOptions {
+  /** Key prefix so one KV database can hold several services (default `["statesync"]`). */
+  prefix?: Deno.KvKey;
+  /** Close the KV handle on {@link KvDocumentStore.close} (default true with `open`). */
+  ownsKv?: boolean;
+}
+
+/** A {@link DocumentStore} on Deno KV. */
+export class KvDocumentStore implements DocumentStore {
+  #kv: Deno.Kv;
+  #prefix: Deno.KvKey;
+  #ownsKv: boolean;
+  #stamps = new Map<string, CachedStamp>();
+  #closed = false;
+
+  /** Wrap an open KV handle (not closed by this store unless `ownsKv`). */
+  constructor(kv: Deno.Kv, options: KvDocumentStoreOptions = {}) {
+    this.#kv = kv;
+    this.#prefix = options.prefix ?? ["statesync"];
+    this.#ownsKv = options.ownsKv ?? false;
+  }
+
+  /** Open (or create) a KV database at `path` (`":memory:"` for a throwaway one). */
+  static async open(
+    path: string,
+    options: Omit<KvDocumentStoreOptions, "ownsKv"> = {},
+  ): Promise<KvDocumentStore> {
+    const kv = await Deno.openKv(path);
+    return new KvDocumentStore(kv, { ...options, ownsKv: true });
+  }
+
+  #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#prefix, ...parts];
+  }
+
+  async createDocument(head: DocumentHead, content: Json): Promise<void> {
+    this.#assertOpen();
+    const headKey = this.#key("head", head.id);
+    const snapshotMutations = this.#snapshotMutations(head.id, {
+      version: head.version,
+      content,
+    });
+    const atomic = this.#kv.atomic().check({ key: headKey, versionstamp: null });
+    atomic.set(headKey, encode(head));
+    // The initial snapshot goes first when it is small; large ones follow in their own
+    // transactions, so a reader can see a head before its first snapshot only briefly.
+    const inline = snapshotMutations.length <= 8;
+    if (inline) { for (const m of snapshotMutations) atomic.set(m.key, m.value); }
+    const result = await atomic.commit();
+    if (!result.ok) throw new AppError("ALREADY_EXISTS", `Document ${head.id} already exists`);
+    this.#stamps.set(head.id, { version: head.version, versionstamp: result.versionstamp });
+    if (!inline) await this.#writeChunked(snapshotMutations);
+  }
+
+  async getHead(documentId: string): Promise<DocumentHead | null> {
+    this.#assertOpen();
+    const entry = await this.#kv.get(this.#key("head", documentId));
+    if (entry.value === null || entry.versionstamp === null) return null;
+    const head = decode<DocumentHead>(entry.value);
+    this.#stamps.set(documentId, { version: head.version, versionstamp: entry.versionstamp });
+    return head;
+  }
+
+  async listHeads(options: ListOptions): Promise<DocumentHead[]> {
+    this.#assertOpen();
+    const prefix = this.#key("head");
+    const selector: Deno.KvListSelector = options.after === undefined
+      ? { prefix }
+      : { prefix, start: [...prefix, options.after + "\u0000"] };
+    const heads: DocumentHead[] = [];
+    for await (const entry of this.#kv.list(selector, { limit: options.limit })) {
+      heads.push(decode<DocumentHead>(entry.value));
+    }
+    return heads;
+  }
+
+  async commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
+    this.#assertOpen();
+    const outcomes: CommitOutcome[] = requests.map(() => "committed");
+    const units: Unit[] = [];
+    requests.forEach((request, index) => {
+      validateRequest(request);
+      units.push(...this.#units(request, index));
+    });
+    const failed = new Set<number>();
+    let batch: Unit[] = [];
+    let mutations = 0;
+    let bytes = 0;
+    let keys = 0;
+    const flush = async () => {
+      if (batch.length > 0) await this.#commitUnits(batch, failed);
+      batch = [];
+      mutations = bytes = keys = 0;
+    };
+    for (const unit of units) {
+      const fits = batch.length < MAX_CHECKS &&
+        mutations + unit.mutations.length + 1 <= MAX_MUTATIONS &&
+        bytes + unit.bytes <= MAX_MUTATION_BYTES && keys + unit.keyBytes <= MAX_KEY_BYTES &&
+        !batch.some((u) => u.documentId === unit.documentId);
+      if (!fits) await flush();
+      batch.push(unit);
+      mutations += unit.mutations.length + 1;
+      bytes += unit.bytes;
+      keys += unit.keyBytes;
+    }
+    await flush();
+    for (const index of failed) outcomes[index] = "version_conflict";
+    return outcomes;
+  }
+
+  /** Cut a request into units that each fit one transaction (usually exactly one unit). */
+  #units(request: CommitRequest, index: number): Unit[] {
+    const items: Item[] = [];
+    const dedupeByOp = new Map<string, DedupeEntry>();
+    const loose: DedupeEntry[] = [];
+    const opIds = new Set(request.ops.map((op) => op.id));
+    for (const dedupe of request.dedupe) {
+      if (opIds.has(dedupe.operationId) && dedupe.version > 0) {
+        dedupeByOp.set(dedupe.operationId, dedupe);
+      } else loose.push(dedupe);
+    }
+    for (const op of request.ops) {
+      const mutations: Mutation[] = [{
+        key: this.#key("op", request.documentId, op.version),
+        value: encode(op),
+      }];
+      const dedupe = dedupeByOp.get(op.id);
+      if (dedupe) mutations.push(this.#dedupeMutation(request.documentId, dedupe));
+      items.push({ mutations, ops: 1 });
+    }
+    for (const dedupe of loose) {
+      items.push({ mutations: [this.#dedupeMutation(request.documentId, dedupe)], ops: 0 });
+    }
+    for (const conflict of request.conflicts) {
+      items.push({ mutations: this.#conflictMutations(conflict), ops: 0 });
+    }
+    const headBytes = encode(request.head).length + 200;
+    const units: Unit[] = [];
+    let current: Unit | undefined;
+    let version = request.expectedVersion;
+    const close = () => {
+      if (current === undefined) return;
+      current.head = { ...request.head, version };
+      units.push(current);
+      current = undefined;
+    };
+    for (const item of items) {
+      const itemBytes = item.mutations.reduce((n, m) => n + m.value.length + keyBytes(m.key), 0);
+      const itemKeys = item.mutations.reduce((n, m) => n + keyBytes(m.key), 0);
+      if (
+        current !== undefined &&
+        (current.mutations.length + item.mutations.length + 1 > MAX_MUTATIONS ||
+          current.bytes + itemBytes > MAX_MUTATION_BYTES ||
+          current.keyBytes + itemKeys > MAX_KEY_BYTES)
+      ) {
+        close();
+      }
+      if (current === undefined) {
+        current = {
+          request: index,
+          documentId: request.documentId,
+          expectedVersion: version,
+          head: request.head,
+          mutations: [],
+          bytes: headBytes,
+          keyBytes: 200,
+        };
+      }
+      current.mutations.push(...item.mutations);
+      current.bytes += itemBytes;
+      current.keyBytes += itemKeys;
+      version += item.ops;
+    }
+    if (current === undefined) {
+      current = {
+        request: index,
+        documentId: request.documentId,
+        expectedVersion: version,
+        head: request.head,
+        mutations: [],
+        bytes: headBytes,
+        keyBytes: 200,
+      };
+    }
+    close();
+    const last = units[units.length - 1]!;
+    last.head = request.head;
+    return units;
+  }
+
+  /** Commit units (different documents) in one transaction; on a failed check, find who lost. */
+  async #commitUnits(units: Unit[], failed: Set<number>): Promise<void> {
+    const live = units.filter((u) => !failed.has(u.request));
+    const missing = live.filter((u) =>
+      this.#stamps.get(u.documentId)?.version !== u.expectedVersion
+    );
+    for (let i = 0; i < missing.length; i += 10) {
+      const slice = missing.slice(i, i + 10);
+      const entries = await this.#kv.getMany(slice.map((u) => this.#key("head", u.documentId)));
+      entries.forEach((entry, j) => {
+        const unit = slice[j]!;
+        if (entry.value === null || entry.versionstamp === null) {
+          this.#stamps.delete(unit.documentId);
+          return;
+        }
+        const head = decode<DocumentHead>(entry.value);
+        this.#stamps.set(unit.documentId, {
+          version: head.version,
+          versionstamp: entry.versionstamp,
+        });
+      });
+    }
+    const ready: Unit[] = [];
+    for (const unit of live) {
+      if (this.#stamps.get(unit.documentId)?.version === unit.expectedVersion) ready.push(unit);
+      else failed.add(unit.request);
+    }
+    if (ready.length === 0) return;
+    if (await this.#tryCommit(ready)) return;
+    // Some check failed: commit one by one to learn which documents lost the race.
+    for (const unit of ready) {
+      if (!(await this.#tryCommit([unit]))) {
+        this.#stamps.delete(unit.documentId);
+        failed.add(unit.request);
+      }
+    }
+  }
+
+  async #tryCommit(units: Unit[]): Promise<boolean> {
+    const atomic = this.#kv.atomic();
+    for (const unit of units) {
+      const headKey = this.#key("head", unit.documentId);
+      const stamp = this.#stamps.get(unit.documentId)!;
+      atomic.check({ key: headKey, versionstamp: stamp.versionstamp });
+      for (const m of unit.mutations) atomic.set(m.key, m.value);
+      atomic.set(headKey, encode(unit.head));
+    }
+    const result = await atomic.commit();
+    if (!result.ok) return false;
+    for (const unit of units) {
+      this.#stamps.set(unit.documentId, {
+        version: unit.head.version,
+        versionstamp: result.versionstamp,
+      });
+    }
+    return true;
+  }
+
+  #dedupeMutation(documentId: string, dedupe: DedupeEntry): Mutation {
+    return {
+      key: this.#key("dedupe", documentId, dedupe.sessionId, dedupe.clientOpId),
+      value: encode(dedupe),
+    };
+  }
+
+  #conflictMutations(conflict: ConflictRecord): Mutation[] {
+    const bytes = encode(conflict);
+    const summary = { state: conflict.state };
+    if (bytes.length <= CHUNK_BYTES) {
+      return [{
+        key: this.#key("conflict", conflict.documentId, conflict.id),
+        value: encode({ ...summary, record: JSON.parse(decoder.decode(bytes)) }),
+      }];
+    }
+    const mutations: Mutation[] = [];
+    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+    for (let i = 0; i < chunks; i++) {
+      mutations.push({
+        key: this.#key("conflict_chunk", conflict.documentId, conflict.id, i),
+        value: bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES),
+      });
+    }
+    mutations.push({
+      key: this.#key("conflict", conflict.documentId, conflict.id),
+      value: encode({ ...summary, chunks }),
+    });
+    return mutations;
+  }
+
+  #snapshotMutations(documentId: string, snapshot: Snapshot): Mutation[] {
+    const bytes = encode(snapshot.content);
+    const chunks = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
+    const mutations: Mutation[] = [];
+    for (let i = 0; i < chunks; i++) {
+      mutations.push({
+        key: this.#key("snap_chunk", documentId, snapshot.version, i),
+        value: bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES),
+      });
+    }
+    // The summary goes last: a snapshot is visible only once every chunk is stored.
+    mutations.push({
+      key: this.#key("snap", documentId, snapshot.version),
+      value: encode({ chunks, bytes: bytes.length }),
+    });
+    return mutations;
+  }
+
+  /** Write mutations in order, as many per transaction as fit. */
+  async #writeChunked(mutations: Mutation[]): Promise<void> {
+    let atomic = this.#kv.atomic();
+    let count = 0;
+    let bytes = 0;
+    for (const m of mutations) {
+      const size = m.value.length + keyBytes(m.key);
+      if (count > 0 && (count + 1 > MAX_MUTATIONS || bytes + size > MAX_MUTATION_BYTES)) {
+        await atomic.commit();
+        atomic = this.#kv.atomic();
+        count = bytes = 0;
+      }
+      atomic.set(m.key, m.value);
+      count++;
+      bytes += size;
+    }
+    if (count > 0) await atomic.commit();
+  }
+
+  async getOps(
+    documentId: string,
+    fromVersion: number,
+    toVersion: number,
+    limit = Number.MAX_SAFE_INTEGER,
+  ): Promise<OperationRecord[]> {
+    this.#assertOpen();
+    if (toVersion <= fromVersion || limit <= 0) return [];
+    const ops: OperationRecord[] = [];
+    const iterator = this.#kv.list({
+      start: this.#key("op", documentId, fromVersion + 1),
+      end: this.#key("op", documentId, toVersion + 1),
+    }, { limit: Math.min(limit, toVersion - fromVersion), batchSize: 500 });
+    for await (const entry of iterator) ops.push(decode<OperationRecord>(entry.value));
+    return ops;
+  }
+
+  async putSnapshot(documentId: string, snapshot: Snapshot): Promise<void> {
+    this.#assertOpen();
+    const mutations = this.#snapshotMutations(documentId, snapshot);
+    for (const m of mutations) {
+      if (m.value.length > MAX_VALUE_BYTES) throw new RangeError("Snapshot chunk too large");
+    }
+    await this.#writeChunked(mutations);
+  }
+
+  async getSnapshot(documentId: string, atOrBefore: number): Promise<Snapshot | null> {
+    this.#assertOpen();
+    const iterator = this.#kv.list<Uint8Array>({
+      start: this.#key("snap", documentId, 0),
+      end: this.#key("snap", documentId, atOrBefore + 1),
+    }, { reverse: true, limit: 1 });
+    for await (const entry of iterator) {
+      const version = entry.key[entry.key.length - 1] as number;
+      const summary = decode<{ chunks: number; bytes: number }>(entry.value);
+      const bytes = new Uint8Array(summary.bytes);
+      let offset = 0;
+      const chunks = this.#kv.list<Uint8Array>({
+        prefix: this.#key("snap_chunk", documentId, version),
+      }, { limit: summary.chunks });
+      for await (const chunk of chunks) {
+        bytes.set(chunk.value, offset);
+        offset += chunk.value.length;
+      }
+      if (offset !== summary.bytes) {
+        throw new AppError("DATA_LOSS", `Snapshot ${version} of ${documentId} is incomplete`);
+      }
+      return { version, content: JSON.parse(decoder.decode(bytes)) as Json };
+    }
+    return null;
+  }
+
+  async findDedupe(
+    documentId: string,
+    sessionId: string,
+    clientOpId: string,
+  ): Promise<DedupeEntry | null> {
+    this.#assertOpen();
+    const entry = await this.#kv.get(this.#key("dedupe", documentId, sessionId, clientOpId));
+    return entry.value === null ? null : decode<DedupeEntry>(entry.value);
+  }
+
+  async getConflict(documentId: string, conflictId: string): Promise<ConflictRecord | null> {
+    this.#assertOpen();
+    const entry = await this.#kv.get(this.#key("conflict", documentId, conflictId));
+    if (entry.value === null) return null;
+    return await this.#readConflict(documentId, conflictId, entry.value);
+  }
+
+  async #readConflict(
+    documentId: string,
+    conflictId: string,
+    value: unknown,
+  ): Promise<ConflictRecord> {
+    const summary = decode<{ state: string; record?: ConflictRecord; chunks?: number }>(value);
+    if (summary.record !== undefined) return summary.record;
+    const parts: Uint8Array[] = [];
+    const chunks = this.#kv.list<Uint8Array>({
+      prefix: this.#key("conflict_chunk", documentId, conflictId),
+    });
+    for await (const chunk of chunks) parts.push(chunk.value);
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    const bytes = new Uint8Array(total);
+    let offset = 0;
+    for (const part of parts) {
+      bytes.set(part, offset);
+      offset += part.length;
+    }
+    return JSON.parse(decoder.decode(bytes)) as ConflictRecord;
+  }
+
+  async listConflicts(
+    documentId: string,
+    options: ListOptions & { includeResolved: boolean },
+  ): Promise<ConflictRecord[]> {
+    this.#assertOpen();
+    const prefix = this.#key("conflict", documentId);
+    const selector: Deno.KvListSelector = options.after === undefined
+      ? { prefix }
+      : { prefix, start: [...prefix, options.after + "\u0000"] };
+    const conflicts: ConflictRecord[] = [];
+    for await (const entry of this.#kv.list(selector)) {
+      if (conflicts.length >= options.limit) break;
+      const summary = decode<{ state: string }>(entry.value);
+      if (!options.includeResolved && summary.state !== "open") continue;
+      const id = entry.key[entry.key.length - 1] as string;
+      conflicts.push(await this.#readConflict(documentId, id, entry.value));
+    }
+    return conflicts;
+  }
+
+  async counts(): Promise<StoreCounts> {
+    this.#assertOpen();
+    const counts: StoreCounts = { documents: 0, operations: 0, conflicts: 0, openConflicts: 0 };
+    for await (const entry of this.#kv.list({ prefix: this.#key("head") })) {
+      counts.documents++;
+      counts.operations += decode<DocumentHead>(entry.value).version;
+    }
+    for await (const entry of this.#kv.list({ prefix: this.#key("conflict") })) {
+      counts.conflicts++;
+      if (decode<{ state: string }>(entry.value).state === "open") counts.openConflicts++;
+    }
+    return counts;
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      if (this.#ownsKv) this.#kv.close();
+    }
+    return Promise.resolve();
+  }
+
+  /** Same as {@link KvDocumentStore.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new AppError("UNAVAILABLE", "Document store is closed");
+  }
+}
