@@ -1,0 +1,104 @@
+import { deepStrictEqual } from "node:assert/strict";
+import { apply } from "./apply.ts";
+import { randomDoc, randomOp, Rng } from "./_random.ts";
+import { transform, transformWithCollisions } from "./transform.ts";
+import type { Json, Op } from "./types.ts";
+
+// Override with JSON0_SEED=<n> (and JSON0_CASES=<n>) to reproduce or widen a run.
+const SEED = Number(Deno.env.get("JSON0_SEED") ?? 20261125);
+const CASES = Number(Deno.env.get("JSON0_CASES") ?? 0);
+
+function caseSeed(i: number): number {
+  return (SEED + Math.imul(i, 0x9e3779b9)) >>> 0;
+}
+
+function describe(seed: number, what: Record<string, unknown>): string {
+  return `seed ${seed} (rerun: JSON0_SEED=${seed} JSON0_CASES=1)\n${JSON.stringify(what)}`;
+}
+
+/** Run `check` on `count` seeded cases; the failing case's seed is in the message. */
+function forCases(count: number, check: (rng: Rng, seed: number) => void): void {
+  const n = CASES > 0 ? CASES : count;
+  for (let i = 0; i < n; i++) {
+    const seed = caseSeed(i);
+    check(new Rng(seed), seed);
+  }
+}
+
+function converge(doc: Json, a: Op, b: Op, seed: number): void {
+  const context = { doc, a, b };
+  let viaA: Json;
+  let viaB: Json;
+  let aPrime: Op = [];
+  let bPrime: Op = [];
+  try {
+    bPrime = transform(b, a, "right");
+    aPrime = transform(a, b, "left");
+    viaA = apply(apply(doc, a), bPrime);
+    viaB = apply(apply(doc, b), aPrime);
+  } catch (error) {
+    throw new Error(
+      `Transformed op failed to apply: ${describe(seed, { ...context, aPrime, bPrime })}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  deepStrictEqual(viaA, viaB, `Diverged: ${describe(seed, { ...context, aPrime, bPrime })}`);
+}
+
+Deno.test("transform() converges for random concurrent op pairs on random documents", () => {
+  forCases(20000, (rng, seed) => {
+    const doc = randomDoc(rng);
+    const a = randomOp(rng, doc, 1 + rng.int(3));
+    const b = randomOp(rng, doc, 1 + rng.int(3));
+    converge(doc, a, b, seed);
+  });
+});
+
+Deno.test("transform() converges for an op against a sequence of concurrent ops", () => {
+  forCases(5000, (rng, seed) => {
+    const doc = randomDoc(rng);
+    const a = randomOp(rng, doc, 2);
+    // b1..bn applied one after another, as the server history does.
+    const history: Op[] = [];
+    let current = doc;
+    const n = 1 + rng.int(5);
+    for (let i = 0; i < n; i++) {
+      const b = randomOp(rng, current, 2);
+      history.push(b);
+      current = apply(current, b);
+    }
+    // Server flow: rebase `a` past each history op in turn.
+    let rebased = a;
+    for (const b of history) rebased = transform(rebased, b, "right");
+    const all = history.flat();
+    const context = { doc, a, history, rebased };
+    let viaHistory: Json;
+    let viaA: Json;
+    try {
+      viaHistory = apply(current, rebased);
+      viaA = apply(apply(doc, a), transform(all, a, "left"));
+    } catch (error) {
+      throw new Error(`Transformed op failed to apply: ${describe(seed, context)}`, {
+        cause: error,
+      });
+    }
+    deepStrictEqual(viaHistory, viaA, `Diverged: ${describe(seed, context)}`);
+  });
+});
+
+Deno.test("transformWithCollisions() rebases exactly like transform() with the winner as left", () => {
+  forCases(2000, (rng, seed) => {
+    const doc = randomDoc(rng);
+    const incoming = randomOp(rng, doc, 2);
+    const applied = randomOp(rng, doc, 2);
+    const incomingWins = rng.chance(0.5);
+    const { op } = transformWithCollisions(incoming, applied, incomingWins);
+    deepStrictEqual(
+      op,
+      transform(incoming, applied, incomingWins ? "left" : "right"),
+      describe(seed, { doc, incoming, applied, incomingWins }),
+    );
+  });
+});
