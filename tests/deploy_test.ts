@@ -1,0 +1,364 @@
+/**
+ * Kubernetes manifests, checked as rendered: each overlay goes through the real
+ * `kubectl kustomize` (Debian's kubernetes-client in CI) and the objects are checked for
+ * probes, limits and non-root security; Services, probes and NetworkPolicies against the
+ * containers' ports; and every ConfigMap key through the owning service's own config
+ * schema via the kernel's `loadConfig`, so manifests and code cannot drift apart.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+import { loadConfig } from "../kernel/mod.ts";
+import { needs } from "../kernel/testing.ts";
+import { configSchema, envPrefix, type ServiceName, SERVICES } from "../deploy/services.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const K8S = `${ROOT}deploy/kubernetes`;
+const OVERLAYS = ["dev", "staging", "prod"] as const;
+type Overlay = typeof OVERLAYS[number];
+/** Secrets the staging and prod overlays reference but do not contain (created by operators). */
+const EXTERNAL_SECRETS = new Set(["aetherflow-jwt", "aetherflow-users"]);
+/** Which config key holds which named container port, per service. */
+const PORT_KEYS: Record<ServiceName, Record<string, string[]>> = {
+  gateway: { http: ["port"] },
+  session: { grpc: ["port"], quantum: ["quantumPort"] },
+  statesync: { grpc: ["port"], quantum: ["quantumPort"] },
+};
+const tools = needs("kubectl");
+
+// deno-lint-ignore no-explicit-any
+type Obj = Record<string, any>;
+
+const renders = new Map<string, Promise<Obj[]>>();
+
+/** Render a kustomization directory with the real kubectl (once per directory). */
+function render(dir: string): Promise<Obj[]> {
+  let rendered = renders.get(dir);
+  if (!rendered) {
+    rendered = (async () => {
+      const output = await new Deno.Command("kubectl", {
+        args: ["kustomize", `${K8S}/${dir}`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.ok(output.success, `kubectl kustomize ${dir} failed: ${stderr}`);
+      const docs = parseAllDocuments(new TextDecoder().decode(output.stdout));
+      const objects: Obj[] = [];
+      for (const doc of docs) {
+        assert.equal(doc.errors.length, 0, `YAML error in ${dir}: ${doc.errors[0]?.message}`);
+        const value = doc.toJS();
+        if (value !== null) objects.push(value);
+      }
+      return objects;
+    })();
+    renders.set(dir, rendered);
+  }
+  return rendered;
+}
+
+function workloads(objects: Obj[]): Obj[] {
+  return objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet");
+}
+
+function byKind(objects: Obj[], kind: string): Obj[] {
+  return objects.filter((o) => o.kind === kind);
+}
+
+function named(objects: Obj[], kind: string, name: string): Obj {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  assert.ok(found, `${kind} ${name} is missing`);
+  return found;
+}
+
+function matches(selector: Record<string, string> | undefined, labels: Record<string, string>) {
+  return Object.entries(selector ?? {}).every(([key, value]) => labels[key] === value);
+}
+
+/** The container port a probe/Service/NetworkPolicy port (number or name) refers to. */
+function containerPort(
+  containers: Obj[],
+  port: number | string,
+  protocol = "TCP",
+): Obj | undefined {
+  for (const container of containers) {
+    for (const p of container.ports ?? []) {
+      const same = typeof port === "number" ? p.containerPort === port : p.name === port;
+      if (same && (p.protocol ?? "TCP") === protocol) return p;
+    }
+  }
+  return undefined;
+}
+
+/** Environment a container gets from its ConfigMaps (envFrom) and literal `env` values. */
+function containerEnv(objects: Obj[], container: Obj): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const from of container.envFrom ?? []) {
+    if (!from.configMapRef) continue;
+    Object.assign(env, named(objects, "ConfigMap", from.configMapRef.name).data ?? {});
+  }
+  for (const variable of container.env ?? []) {
+    if (typeof variable.value === "string") env[variable.name] = variable.value;
+  }
+  return env;
+}
+
+/** Secret-sourced variables, with a stand-in value of the strictest usual shape. */
+function secretEnv(container: Obj): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of container.env ?? []) {
+    if (variable.valueFrom?.secretKeyRef) env[variable.name] = "s".repeat(64);
+  }
+  return env;
+}
+
+function get(config: unknown, path: string[]): unknown {
+  let node = config;
+  for (const key of path) node = (node as Record<string, unknown> | undefined)?.[key];
+  return node;
+}
+
+for (const overlay of OVERLAYS) {
+  Deno.test({
+    name: `kubectl kustomize renders the ${overlay} overlay: every workload has probes, ` +
+      `requests and limits, and runs as non-root` + tools.note,
+    ignore: tools.ignore,
+    async fn() {
+      const objects = await render(`overlays/${overlay}`);
+      const found = workloads(objects);
+      assert.deepEqual(
+        found.map((w) => w.metadata.name).sort(),
+        overlay === "dev"
+          ? ["gateway", "session", "statesync"]
+          : ["etcd", "gateway", "session", "statesync"],
+      );
+      for (const workload of found) {
+        const where = `${workload.kind} ${workload.metadata.name}`;
+        assert.equal(workload.metadata.namespace, `aetherflow-${overlay}`, where);
+        const pod = workload.spec.template.spec;
+        assert.equal(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`);
+        assert.ok(pod.securityContext?.runAsUser > 0, `${where}: runAsUser must not be root`);
+        for (const container of pod.containers) {
+          const at = `${where}/${container.name}`;
+          assert.ok(container.readinessProbe, `${at}: readinessProbe`);
+          assert.ok(container.livenessProbe, `${at}: livenessProbe`);
+          for (const resource of ["cpu", "memory"]) {
+            assert.ok(container.resources?.requests?.[resource], `${at}: requests.${resource}`);
+            assert.ok(container.resources?.limits?.[resource], `${at}: limits.${resource}`);
+          }
+          const security = container.securityContext ?? {};
+          assert.equal(security.allowPrivilegeEscalation, false, `${at}: privilege escalation`);
+          assert.equal(security.readOnlyRootFilesystem, true, `${at}: read-only root`);
+          assert.deepEqual(security.capabilities?.drop, ["ALL"], `${at}: capabilities`);
+        }
+      }
+    },
+  });
+
+  Deno.test({
+    name: `${overlay} overlay: probes, Services, PDBs, the HPA and NetworkPolicies refer to ` +
+      `real pods and container ports` + tools.note,
+    ignore: tools.ignore,
+    async fn() {
+      const objects = await render(`overlays/${overlay}`);
+      const pods = workloads(objects).map((w) => ({
+        name: w.metadata.name as string,
+        labels: w.spec.template.metadata.labels as Record<string, string>,
+        containers: w.spec.template.spec.containers as Obj[],
+        volumes: [
+          ...(w.spec.template.spec.volumes ?? []),
+          ...(w.spec.volumeClaimTemplates ?? []).map((t: Obj) => ({ name: t.metadata.name })),
+        ] as Obj[],
+      }));
+      for (const pod of pods) {
+        for (const container of pod.containers) {
+          for (const probe of [container.readinessProbe, container.livenessProbe]) {
+            const port = probe.grpc?.port ?? probe.httpGet?.port ?? probe.tcpSocket?.port;
+            assert.ok(containerPort([container], port), `${pod.name}: probe port ${port}`);
+          }
+          // The gRPC services are probed over grpc.health.v1 on their gRPC port, the
+          // gateway over HTTP (/health for readiness with dependencies, /ping for liveness).
+          if (pod.name === "session" || pod.name === "statesync") {
+            const grpc = containerPort([container], "grpc")!.containerPort;
+            assert.equal(container.readinessProbe.grpc?.port, grpc, `${pod.name} readiness`);
+            assert.equal(container.livenessProbe.grpc?.port, grpc, `${pod.name} liveness`);
+          }
+          if (pod.name === "gateway") {
+            assert.equal(container.readinessProbe.httpGet?.path, "/health");
+            assert.equal(container.livenessProbe.httpGet?.path, "/ping");
+          }
+          for (const mount of container.volumeMounts ?? []) {
+            assert.ok(pod.volumes.some((v) => v.name === mount.name), `${pod.name}: volume`);
+          }
+        }
+        // Every Secret a pod uses exists in the render, or is a documented external one.
+        const secretNames = [
+          ...pod.volumes.flatMap((v) => v.secret ? [v.secret.secretName] : []),
+          ...pod.containers.flatMap((c) =>
+            (c.env ?? []).flatMap((e: Obj) =>
+              e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef.name] : []
+            )
+          ),
+        ];
+        for (const secret of secretNames) {
+          const inRender = objects.some((o) => o.kind === "Secret" && o.metadata.name === secret);
+          if (overlay === "dev") assert.ok(inRender, `dev must generate Secret ${secret}`);
+          else assert.ok(inRender || EXTERNAL_SECRETS.has(secret), `unknown Secret ${secret}`);
+        }
+        for (const volume of pod.volumes) {
+          if (!volume.persistentVolumeClaim) continue;
+          named(objects, "PersistentVolumeClaim", volume.persistentVolumeClaim.claimName);
+        }
+      }
+      for (const service of byKind(objects, "Service")) {
+        const selected = pods.filter((p) => matches(service.spec.selector, p.labels));
+        assert.equal(selected.length, 1, `Service ${service.metadata.name} selects one workload`);
+        for (const port of service.spec.ports) {
+          const target = port.targetPort ?? port.port;
+          const found = containerPort(selected[0]!.containers, target, port.protocol ?? "TCP");
+          assert.ok(found, `Service ${service.metadata.name} port ${port.name} has no target`);
+          if (typeof target === "string") assert.equal(found.containerPort, port.port);
+        }
+      }
+      for (const pdb of byKind(objects, "PodDisruptionBudget")) {
+        const selected = pods.filter((p) => matches(pdb.spec.selector.matchLabels, p.labels));
+        assert.equal(selected.length, 1, `PDB ${pdb.metadata.name} selects one workload`);
+      }
+      const hpa = named(objects, "HorizontalPodAutoscaler", "gateway");
+      named(objects, hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name);
+      assert.ok(hpa.spec.minReplicas <= hpa.spec.maxReplicas);
+      const metricTypes = hpa.spec.metrics.map((m: Obj) => m.type).sort();
+      assert.deepEqual(metricTypes, ["Pods", "Resource"], "HPA scales on CPU and a pod metric");
+
+      // NetworkPolicies: each allowed port is one the selected pods listen on (TCP or UDP),
+      // and each flow the system needs is allowed at both ends.
+      const policies = byKind(objects, "NetworkPolicy");
+      for (const policy of policies) {
+        const selected = pods.filter((p) => matches(policy.spec.podSelector.matchLabels, p.labels));
+        for (const rule of policy.spec.ingress ?? []) {
+          for (const port of rule.ports ?? []) {
+            for (const pod of selected) {
+              assert.ok(
+                containerPort(pod.containers, port.port, port.protocol),
+                `NetworkPolicy ${policy.metadata.name}: ${pod.name} has no ${port.protocol} ${port.port}`,
+              );
+            }
+          }
+        }
+      }
+      const allows = (direction: "ingress" | "egress", from: string, to: string, port: Obj) => {
+        const self = direction === "ingress" ? to : from;
+        const peer = direction === "ingress" ? from : to;
+        const selfLabels = pods.find((p) => p.name === self)?.labels ?? {};
+        return policies.some((policy) =>
+          matches(policy.spec.podSelector.matchLabels, selfLabels) &&
+          (policy.spec[direction] ?? []).some((rule: Obj) =>
+            (rule[direction === "ingress" ? "from" : "to"] ?? []).some((peerSel: Obj) =>
+              !peerSel.namespaceSelector &&
+              peerSel.podSelector?.matchLabels?.["app.kubernetes.io/name"] === peer
+            ) &&
+            (rule.ports ?? []).some((p: Obj) =>
+              p.port === port.containerPort && (p.protocol ?? "TCP") === (port.protocol ?? "TCP")
+            )
+          )
+        );
+      };
+      const defaultDeny = policies.find((p) =>
+        Object.keys(p.spec.podSelector).length === 0 && !p.spec.ingress && !p.spec.egress
+      );
+      assert.deepEqual(defaultDeny?.spec.policyTypes, ["Ingress", "Egress"], "default deny");
+      const flows: [string, string][] = [["gateway", "session"], ["gateway", "statesync"]];
+      if (pods.some((p) => p.name === "etcd")) {
+        flows.push(["session", "etcd"], ["statesync", "etcd"], ["gateway", "etcd"]);
+      }
+      for (const [from, to] of flows) {
+        const target = pods.find((p) => p.name === to)!;
+        const ports = target.containers.flatMap((c) => c.ports ?? []).filter((p: Obj) =>
+          p.name !== "peer"
+        );
+        for (const port of ports) {
+          assert.ok(allows("egress", from, to, port), `${from} -> ${to} ${port.name} egress`);
+          assert.ok(allows("ingress", from, to, port), `${from} -> ${to} ${port.name} ingress`);
+        }
+      }
+      assert.ok(!allows("ingress", "gateway", "gateway", { containerPort: 8080 }));
+      assert.ok(!allows("ingress", "statesync", "session", { containerPort: 50051 }));
+    },
+  });
+
+  for (const { name } of SERVICES) {
+    const schema = configSchema(name);
+    const missing = schema ? "" : ` [NOT RUN: ${name}/mod.ts exports no ...ConfigSchema yet]`;
+    Deno.test({
+      name: `${overlay} overlay: every ${name} config key loads through ${name}'s config ` +
+        `schema and its ports match the manifests` + (tools.note || missing),
+      ignore: tools.ignore || schema === undefined,
+      async fn() {
+        const objects = await render(`overlays/${overlay}`);
+        const workload = workloads(objects).find((w) => w.metadata.name === name)!;
+        const container = workload.spec.template.spec.containers[0];
+        const env = { ...containerEnv(objects, container), ...secretEnv(container) };
+        for (const key of Object.keys(env)) {
+          assert.ok(key.startsWith(envPrefix(name)), `${key} is not a ${name} setting`);
+        }
+        const config = await loadConfig(schema!, { service: name, env });
+        for (const [portName, path] of Object.entries(PORT_KEYS[name])) {
+          const protocol = portName === "quantum" ? "UDP" : "TCP";
+          const port = containerPort([container], portName, protocol);
+          assert.ok(port, `${name} has no ${protocol} container port ${portName}`);
+          assert.equal(get(config, path), port.containerPort, `${name} ${path.join(".")}`);
+          const service = named(objects, "Service", name);
+          assert.ok(
+            service.spec.ports.some((p: Obj) => p.port === port.containerPort),
+            `Service ${name} exposes ${portName} on the configured port`,
+          );
+        }
+        if (name === "gateway") {
+          // The gateway reaches each backend at its Service's port for the chosen transport.
+          for (const backend of ["session", "statesync"]) {
+            const settings = get(config, [backend]) as { address: string; transport: string };
+            const service = named(objects, "Service", backend);
+            const portName = settings.transport === "quantum" ? "quantum" : "grpc";
+            const port = service.spec.ports.find((p: Obj) => p.name === portName);
+            assert.equal(settings.address, `${backend}:${port.port}`, `${backend} address`);
+          }
+        }
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "etcd StatefulSet: persistent volumes and one ETCD_INITIAL_CLUSTER member per " +
+    "replica (3 in prod)" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    for (const overlay of ["staging", "prod"] satisfies Overlay[]) {
+      const etcd = named(await render(`overlays/${overlay}`), "StatefulSet", "etcd");
+      const env = etcd.spec.template.spec.containers[0].env as Obj[];
+      const cluster = env.find((e) => e.name === "ETCD_INITIAL_CLUSTER")!.value as string;
+      const members = cluster.split(",").map((m) => m.split("=")[0]);
+      const expected = Array.from({ length: etcd.spec.replicas }, (_, i) => `etcd-${i}`);
+      assert.deepEqual(members, expected, `${overlay} etcd members`);
+      assert.equal(etcd.spec.volumeClaimTemplates[0].metadata.name, "data");
+      const mounts = etcd.spec.template.spec.containers[0].volumeMounts as Obj[];
+      assert.ok(mounts.some((m) => m.name === "data"));
+      if (overlay === "prod") assert.equal(etcd.spec.replicas, 3);
+    }
+  },
+});
+
+Deno.test({
+  name: "the prometheus-adapter rule exposes the metric the gateway HPA scales on" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    const [adapter] = await render("prometheus-adapter");
+    const rules = parseAllDocuments(adapter!.data["config.yaml"])[0]!.toJS().rules as Obj[];
+    const exposed = rules.map((rule) => rule.name.as);
+    for (const overlay of OVERLAYS) {
+      const hpa = named(await render(`overlays/${overlay}`), "HorizontalPodAutoscaler", "gateway");
+      const podMetric = hpa.spec.metrics.find((m: Obj) => m.type === "Pods");
+      assert.ok(exposed.includes(podMetric.pods.metric.name), `${overlay}: adapter rule`);
+    }
+  },
+});
