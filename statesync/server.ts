@@ -1,0 +1,709 @@
+/**
+ * The StateSync gRPC service (`proto/statesync.proto`): unary calls delegate to the
+ * document engine, the lock table and presence, with every field validated
+ * (INVALID_ARGUMENT naming it); SubscribeDocument streams events with ShareDB-style resume
+ * and backpressure; SubmitOperations is the gateway's bidirectional hot path.
+ *
+ * @example
+ * ```ts
+ * const service = new StateSyncService({ documents, hub, locks, presence });
+ * const server = await startStateSyncServer(service, { hostname: "127.0.0.1", port: 0 });
+ * console.log(server.port);
+ * await server.close();
+ * ```
+ * @module
+ */
+import {
+  type sendUnaryData,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from "@grpc/grpc-js";
+import { AppError, type Logger, parseId, silentLogger } from "../kernel/mod.ts";
+import { OpError } from "./json0/mod.ts";
+import type { Json, Path } from "./json0/types.ts";
+import type {
+  ApplyInput,
+  ApplyResult,
+  ConflictRecord,
+  ConflictResolution,
+  CreateDocumentInput,
+  DocumentFilter,
+  DocumentPatch,
+  DocumentRecord,
+  OperationRecord,
+} from "./model.ts";
+import type { EventHub } from "./hub.ts";
+import type { LockManager } from "./locks.ts";
+import type { PresenceManager } from "./presence.ts";
+import {
+  conflictToProto,
+  documentStateFromProto,
+  documentToProto,
+  documentTypeFromProto,
+  eventToProto,
+  jsonFromText,
+  lockToProto,
+  operationToProto,
+  opFromProto,
+  pathFromProto,
+  presenceToProto,
+  strategyFromProto,
+} from "./convert.ts";
+import * as pb from "../proto/gen/statesync.ts";
+import { HealthService } from "../proto/gen/health.ts";
+import { HealthState } from "./_health.ts";
+
+/** The parts of the document engine (`DocumentManager`) the service calls. */
+export interface Documents {
+  create(actorId: string, input: CreateDocumentInput): Promise<DocumentRecord>;
+  get(actorId: string, documentId: string, atVersion?: number): Promise<DocumentRecord>;
+  update(actorId: string, documentId: string, patch: DocumentPatch): Promise<DocumentRecord>;
+  delete(actorId: string, documentId: string): Promise<void>;
+  list(
+    actorId: string,
+    filter: DocumentFilter,
+    page: { pageSize?: number; pageToken?: string },
+  ): Promise<{ documents: DocumentRecord[]; nextPageToken: string }>;
+  apply(actorId: string, input: ApplyInput): Promise<ApplyResult>;
+  history(
+    actorId: string,
+    documentId: string,
+    range: { fromVersion: number; toVersion?: number; pageSize?: number; pageToken?: string },
+  ): Promise<{ operations: OperationRecord[]; nextPageToken: string; historyGone?: boolean }>;
+  listConflicts(
+    actorId: string,
+    documentId: string,
+    options: { includeResolved?: boolean; pageSize?: number; pageToken?: string },
+  ): Promise<{ conflicts: ConflictRecord[]; nextPageToken: string }>;
+  resolveConflict(
+    actorId: string,
+    documentId: string,
+    conflictId: string,
+    resolution: ConflictResolution,
+  ): Promise<{ conflict: ConflictRecord; operation?: OperationRecord }>;
+  assertCanRead(actorId: string, documentId: string): Promise<DocumentRecord>;
+  stats(): Promise<
+    {
+      documents: number;
+      operations: number;
+      conflicts: number;
+      openConflicts: number;
+      transforms: number;
+    }
+  >;
+  close(): Promise<void>;
+}
+
+/** What {@link StateSyncService} is wired with. */
+export interface StateSyncServiceOptions {
+  documents: Documents;
+  hub: EventHub;
+  locks: LockManager;
+  presence: PresenceManager;
+  logger?: Logger;
+  /** Most SubmitOperations requests in flight per stream before reading pauses (default 4096). */
+  maxInFlightPerStream?: number;
+  /** Catch-up page size for SubscribeDocument (default 1000). */
+  historyPageSize?: number;
+}
+
+/** The gRPC service name, as health checks name it. */
+export const STATESYNC_SERVICE_NAME = "aetherflow.statesync.v1.StateSyncService";
+
+const MAX_PAGE_SIZE = 1000;
+const DEFAULT_PAGE_SIZE = 100;
+
+/** The StateSync gRPC handlers and the state of their open streams. */
+export class StateSyncService {
+  #documents: Documents;
+  #hub: EventHub;
+  #locks: LockManager;
+  #presence: PresenceManager;
+  #log: Logger;
+  #maxInFlight: number;
+  #historyPageSize: number;
+  #streams = new Set<{ stop(): Promise<void> }>();
+  #closing = false;
+
+  constructor(options: StateSyncServiceOptions) {
+    this.#documents = options.documents;
+    this.#hub = options.hub;
+    this.#locks = options.locks;
+    this.#presence = options.presence;
+    this.#log = options.logger ?? silentLogger;
+    this.#maxInFlight = options.maxInFlightPerStream ?? 4096;
+    this.#historyPageSize = options.historyPageSize ?? 1000;
+  }
+
+  /** The handler table for `server.addService(StateSyncServiceService, ...)`. */
+  handlers(): pb.StateSyncServiceServer {
+    return {
+      createDocument: this.#unary((r) => this.#createDocument(r)),
+      getDocument: this.#unary((r) => this.#getDocument(r)),
+      updateDocument: this.#unary((r) => this.#updateDocument(r)),
+      deleteDocument: this.#unary(async (r: pb.DeleteDocumentRequest) => {
+        await this.#documents.delete(actor(r.actorId), documentId(r.documentId));
+        return {};
+      }),
+      listDocuments: this.#unary((r) => this.#listDocuments(r)),
+      applyOperation: this.#unary((r) => this.#apply(r, "")),
+      submitOperations: (call) => this.#submitOperations(call),
+      getOperationHistory: this.#unary((r) => this.#history(r)),
+      subscribeDocument: (call) => void this.#subscribe(call),
+      unsubscribeDocument: this.#unary((r: pb.UnsubscribeDocumentRequest) => {
+        const subscriber = required(r.subscriberId, "subscriber_id");
+        this.#hub.unsubscribe(documentId(r.documentId), subscriber, actor(r.actorId));
+        return {};
+      }),
+      acquireLock: this.#unary((r) => this.#acquireLock(r)),
+      releaseLock: this.#unary(async (r: pb.ReleaseLockRequest) => {
+        const id = documentId(r.documentId);
+        const lockId = parseId(r.lockId, "lock_id");
+        const who = actor(r.actorId);
+        await this.#documents.assertCanRead(who, id);
+        this.#locks.release(who, id, lockId);
+        return {};
+      }),
+      isLocked: this.#unary(async (r: pb.IsLockedRequest) => {
+        const id = documentId(r.documentId);
+        await this.#documents.assertCanRead(actor(r.actorId), id);
+        const lock = this.#locks.isLocked(id, pathFromProto(r.path, "path"));
+        return { locked: lock !== undefined, lock: lock && lockToProto(lock) };
+      }),
+      listConflicts: this.#unary(async (r: pb.ListConflictsRequest) => {
+        const result = await this.#documents.listConflicts(
+          actor(r.actorId),
+          documentId(r.documentId),
+          {
+            includeResolved: r.includeResolved,
+            pageSize: pageSize(r.pageSize),
+            pageToken: r.pageToken,
+          },
+        );
+        return {
+          conflicts: result.conflicts.map(conflictToProto),
+          nextPageToken: result.nextPageToken,
+        };
+      }),
+      resolveConflict: this.#unary((r) => this.#resolveConflict(r)),
+      updatePresence: this.#unary((r) => this.#updatePresence(r)),
+      getPresence: this.#unary(async (r: pb.GetPresenceRequest) => {
+        const id = documentId(r.documentId);
+        await this.#documents.assertCanRead(actor(r.actorId), id);
+        return { presence: this.#presence.list(id).map(presenceToProto) };
+      }),
+      getStats: this.#unary(() => this.stats()),
+    };
+  }
+
+  /** Counters for GetStats. */
+  async stats(): Promise<pb.Stats> {
+    const engine = await this.#documents.stats();
+    return {
+      documents: engine.documents,
+      operations: engine.operations,
+      conflicts: engine.conflicts,
+      openConflicts: engine.openConflicts,
+      transforms: engine.transforms,
+      subscribers: this.#hub.subscriberCount(),
+      activeUsers: this.#presence.activeUserCount(),
+      locks: this.#locks.count(),
+    };
+  }
+
+  /**
+   * Stop the streams: subscriptions end with UNAVAILABLE, SubmitOperations streams stop
+   * reading, finish the requests in flight and complete.
+   */
+  async closeStreams(): Promise<void> {
+    this.#closing = true;
+    this.#hub.close();
+    await Promise.all([...this.#streams].map((stream) => stream.stop()));
+  }
+
+  // ---- unary plumbing ------------------------------------------------------------------
+
+  #unary<Req, Res>(
+    fn: (request: Req) => Promise<Res> | Res,
+  ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+    return (call, callback) => {
+      let result: Promise<Res>;
+      try {
+        result = Promise.resolve(fn(call.request));
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+      result.then(
+        (response) => callback(null, response),
+        (error) => callback(this.#toAppError(error).toServiceError()),
+      );
+    };
+  }
+
+  #toAppError(error: unknown): AppError {
+    const appError = toAppError(error);
+    if (appError.status === "INTERNAL") {
+      this.#log.error("StateSync call failed", { error: appError.cause ?? error });
+    }
+    return appError;
+  }
+
+  // ---- documents -----------------------------------------------------------------------
+
+  async #createDocument(r: pb.CreateDocumentRequest): Promise<pb.Document> {
+    const input: CreateDocumentInput = {
+      name: r.name,
+      type: documentTypeFromProto(r.type, "type"),
+    };
+    if (r.contentJson !== "") input.content = jsonFromText(r.contentJson, "content_json");
+    if (r.permissions !== undefined) input.permissions = { ...r.permissions };
+    if (Object.keys(r.metadata).length > 0) input.metadata = { ...r.metadata };
+    if (r.conflictStrategy !== pb.ConflictStrategy.CONFLICT_STRATEGY_UNSPECIFIED) {
+      input.conflictStrategy = strategyFromProto(r.conflictStrategy, "conflict_strategy");
+    }
+    const record = await this.#documents.create(actor(r.actorId), input);
+    return documentToProto(record, { activeUsers: this.#presence.activeUsers(record.id) });
+  }
+
+  async #getDocument(r: pb.GetDocumentRequest): Promise<pb.Document> {
+    const id = documentId(r.documentId);
+    const record = await this.#documents.get(
+      actor(r.actorId),
+      id,
+      r.atVersion === 0 ? undefined : r.atVersion,
+    );
+    return documentToProto(record, { activeUsers: this.#presence.activeUsers(id) });
+  }
+
+  async #updateDocument(r: pb.UpdateDocumentRequest): Promise<pb.Document> {
+    if (r.updateMask.length === 0) {
+      throw new TypeError("Invalid update_mask: name at least one field to change");
+    }
+    const patch: DocumentPatch = {};
+    r.updateMask.forEach((field, i) => {
+      switch (field) {
+        case "name":
+          patch.name = r.name;
+          break;
+        case "state":
+          patch.state = documentStateFromProto(r.state, "state");
+          break;
+        case "permissions":
+          patch.permissions = {
+            editors: [...(r.permissions?.editors ?? [])],
+            viewers: [...(r.permissions?.viewers ?? [])],
+            publicRead: r.permissions?.publicRead ?? false,
+          };
+          break;
+        case "metadata":
+          patch.metadata = { ...r.metadata };
+          break;
+        case "conflict_strategy":
+          patch.conflictStrategy = strategyFromProto(r.conflictStrategy, "conflict_strategy");
+          break;
+        default:
+          throw new TypeError(
+            `Invalid update_mask[${i}]: unknown field "${field}" (name, state, permissions, ` +
+              `metadata, conflict_strategy)`,
+          );
+      }
+    });
+    const id = documentId(r.documentId);
+    const record = await this.#documents.update(actor(r.actorId), id, patch);
+    return documentToProto(record, { activeUsers: this.#presence.activeUsers(id) });
+  }
+
+  async #listDocuments(r: pb.ListDocumentsRequest): Promise<pb.ListDocumentsResponse> {
+    const filter: DocumentFilter = {};
+    if (r.ownerId !== "") filter.ownerId = r.ownerId;
+    if (r.type !== pb.DocumentType.DOCUMENT_TYPE_UNSPECIFIED) {
+      filter.type = documentTypeFromProto(r.type, "type");
+    }
+    if (r.state !== pb.DocumentState.DOCUMENT_STATE_UNSPECIFIED) {
+      filter.state = documentStateFromProto(r.state, "state");
+    }
+    const result = await this.#documents.list(actor(r.actorId), filter, {
+      pageSize: pageSize(r.pageSize),
+      pageToken: r.pageToken,
+    });
+    return {
+      documents: result.documents.map((d) => documentToProto(d, { withContent: false })),
+      nextPageToken: result.nextPageToken,
+    };
+  }
+
+  // ---- operations ------------------------------------------------------------------------
+
+  async #apply(
+    r: pb.ApplyOperationRequest | undefined,
+    prefix: string,
+  ): Promise<pb.ApplyOperationResponse> {
+    if (r === undefined) throw new TypeError(`Invalid ${prefix}: required`);
+    const operation = r.operation;
+    if (operation === undefined) throw new TypeError(`Invalid ${prefix}operation: required`);
+    const who = actor(r.actorId, `${prefix}actor_id`);
+    const input = {
+      documentId: parseId(operation.documentId, `${prefix}operation.document_id`),
+      baseVersion: operation.baseVersion,
+      sessionId: operation.sessionId,
+      clientOpId: operation.clientOpId,
+      op: opFromProto(operation.components, `${prefix}operation.components`),
+    };
+    const result = await this.#documents.apply(who, input);
+    return {
+      operation: operationToProto(result.operation),
+      version: result.version,
+      duplicate: result.duplicate,
+      held: result.held,
+      conflicts: result.conflicts.map(conflictToProto),
+    };
+  }
+
+  async #history(r: pb.GetOperationHistoryRequest): Promise<pb.GetOperationHistoryResponse> {
+    const id = documentId(r.documentId);
+    if (r.toVersion !== 0 && r.toVersion < r.fromVersion) {
+      throw new RangeError("Invalid to_version: must be 0 or >= from_version");
+    }
+    const result = await this.#documents.history(actor(r.actorId), id, {
+      fromVersion: r.fromVersion,
+      ...(r.toVersion === 0 ? {} : { toVersion: r.toVersion }),
+      pageSize: pageSize(r.pageSize),
+      pageToken: r.pageToken,
+    });
+    if (result.historyGone) {
+      throw new AppError(
+        "FAILED_PRECONDITION",
+        `History after version ${r.fromVersion} is no longer available: read the document instead`,
+      );
+    }
+    return {
+      operations: result.operations.map(operationToProto),
+      nextPageToken: result.nextPageToken,
+    };
+  }
+
+  async #resolveConflict(r: pb.ResolveConflictRequest): Promise<pb.ResolveConflictResponse> {
+    const id = documentId(r.documentId);
+    const conflictId = parseId(r.conflictId, "conflict_id");
+    let resolution: ConflictResolution;
+    const chosen = r.resolution;
+    if (chosen?.$case === "side") {
+      if (chosen.value === pb.ConflictSide.CONFLICT_SIDE_APPLIED) resolution = { side: "applied" };
+      else if (chosen.value === pb.ConflictSide.CONFLICT_SIDE_INCOMING) {
+        resolution = { side: "incoming" };
+      } else {throw new TypeError(
+          "Invalid side: expected CONFLICT_SIDE_APPLIED or CONFLICT_SIDE_INCOMING",
+        );}
+    } else if (chosen?.$case === "valueJson") {
+      resolution = { value: jsonFromText(chosen.value, "value_json") };
+    } else {
+      throw new TypeError("Invalid resolution: give side or value_json");
+    }
+    const result = await this.#documents.resolveConflict(
+      actor(r.actorId),
+      id,
+      conflictId,
+      resolution,
+    );
+    return {
+      conflict: conflictToProto(result.conflict),
+      operation: result.operation && operationToProto(result.operation),
+    };
+  }
+
+  // ---- locks and presence -------------------------------------------------------------------
+
+  async #acquireLock(r: pb.AcquireLockRequest): Promise<pb.Lock> {
+    const id = documentId(r.documentId);
+    const who = actor(r.actorId);
+    const path: Path = pathFromProto(r.path, "path");
+    const lockId = r.lockId === "" ? undefined : parseId(r.lockId, "lock_id");
+    const doc = await this.#documents.assertCanRead(who, id);
+    if (doc.ownerId !== who && !doc.permissions.editors.includes(who)) {
+      throw new AppError("PERMISSION_DENIED", `User ${who} may not edit document ${id}`);
+    }
+    if (doc.state !== "active") {
+      throw new AppError("FAILED_PRECONDITION", `Document ${id} is ${doc.state}`);
+    }
+    const lock = await this.#locks.acquire(who, {
+      documentId: id,
+      path,
+      sessionId: r.sessionId,
+      ttlMs: r.ttlMs,
+      waitMs: r.waitMs,
+      ...(lockId === undefined ? {} : { lockId }),
+    });
+    return lockToProto(lock);
+  }
+
+  async #updatePresence(r: pb.UpdatePresenceRequest): Promise<pb.UpdatePresenceResponse> {
+    const id = documentId(r.documentId);
+    const who = actor(r.actorId);
+    await this.#documents.assertCanRead(who, id);
+    if (r.stateJson === "") {
+      this.#presence.leave(id, who);
+    } else {
+      const state: Json = jsonFromText(r.stateJson, "state_json");
+      this.#presence.update(id, who, { sessionId: r.sessionId, state, ttlMs: r.ttlMs });
+    }
+    return {};
+  }
+
+  // ---- SubscribeDocument ----------------------------------------------------------------------
+
+  async #subscribe(call: ServerWritableStream<pb.SubscribeDocumentRequest, pb.DocumentEvent>) {
+    const r = call.request;
+    let subscription;
+    let who = "";
+    let id = "";
+    try {
+      if (this.#closing) throw new AppError("UNAVAILABLE", "Server is shutting down");
+      who = actor(r.actorId);
+      id = documentId(r.documentId);
+      if (r.fromVersion !== undefined && !Number.isSafeInteger(r.fromVersion)) {
+        throw new RangeError("Invalid from_version: out of range");
+      }
+      await this.#documents.assertCanRead(who, id);
+      // Register first (buffering), then read the version, then catch up: no gap.
+      subscription = this.#hub.subscribe(id, {
+        ...(r.subscriberId === "" ? {} : { subscriberId: r.subscriberId }),
+        userId: who,
+        sessionId: r.sessionId,
+      });
+    } catch (error) {
+      call.emit("error", this.#toAppError(error).toServiceError());
+      return;
+    }
+    const sub = subscription;
+    call.on("cancelled", () => sub.close());
+    try {
+      this.#presence.attach(id, who);
+    } catch (error) {
+      sub.close();
+      call.emit("error", this.#toAppError(error).toServiceError());
+      return;
+    }
+    try {
+      const doc = await this.#documents.assertCanRead(who, id);
+      sub.resume({
+        currentVersion: doc.version,
+        ...(r.fromVersion === undefined ? {} : { fromVersion: r.fromVersion }),
+        history: (fromVersion, pageToken) =>
+          this.#documents.history(who, id, {
+            fromVersion,
+            pageSize: this.#historyPageSize,
+            pageToken,
+          }),
+      });
+      for (;;) {
+        const step = await sub.next();
+        if (step.done) {
+          if (!call.cancelled) call.end();
+          break;
+        }
+        if (call.cancelled) break;
+        if (!call.write(eventToProto(step.value))) {
+          // Backpressure: stop draining our queue until grpc-js has flushed; the bounded
+          // queue disconnects the subscriber if it stays stuck.
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              call.off("drain", done);
+              resolve();
+            };
+            call.on("drain", done);
+            sub.closed.then(done);
+          });
+        }
+      }
+    } catch (error) {
+      sub.close();
+      if (!call.cancelled) call.emit("error", this.#toAppError(error).toServiceError());
+    } finally {
+      this.#presence.detach(id, who);
+    }
+  }
+
+  // ---- SubmitOperations ----------------------------------------------------------------------
+
+  #submitOperations(call: ServerDuplexStream<pb.SubmitRequest, pb.SubmitResult>): void {
+    const tails = new Map<string, Promise<void>>();
+    let inFlight = 0;
+    let ended = false;
+    let finished = false;
+    let writeBlocked = false;
+    let readPaused = false;
+    let resolveStopped!: () => void;
+    const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+    const stream = {
+      stop: () => {
+        ended = true;
+        call.pause();
+        finish();
+        return stopped;
+      },
+    };
+    this.#streams.add(stream);
+
+    const updateFlow = () => {
+      const shouldPause = writeBlocked || inFlight >= this.#maxInFlight;
+      if (shouldPause && !readPaused) {
+        readPaused = true;
+        call.pause();
+      } else if (!shouldPause && readPaused && !ended) {
+        readPaused = false;
+        call.resume();
+      }
+    };
+    const finish = () => {
+      if (finished || !ended || inFlight > 0) return;
+      finished = true;
+      this.#streams.delete(stream);
+      if (!call.cancelled) call.end();
+      resolveStopped();
+    };
+    const write = (result: pb.SubmitResult) => {
+      if (call.cancelled || finished) return;
+      if (!call.write(result) && !writeBlocked) {
+        writeBlocked = true;
+        updateFlow();
+        call.once("drain", () => {
+          writeBlocked = false;
+          updateFlow();
+        });
+      }
+    };
+
+    call.on("data", (request: pb.SubmitRequest) => {
+      if (ended) return;
+      inFlight++;
+      updateFlow();
+      const key = request.apply?.operation?.documentId ?? "";
+      const outcome = this.#apply(request.apply, "apply.").then(
+        (applied): pb.SubmitResult => ({
+          requestId: request.requestId,
+          outcome: { $case: "applied", value: applied },
+        }),
+        (error): pb.SubmitResult => {
+          const appError = this.#toAppError(error);
+          return {
+            requestId: request.requestId,
+            outcome: { $case: "error", value: { code: appError.code, message: appError.message } },
+          };
+        },
+      );
+      // Applied concurrently (the engine group-commits them); answered in order per document.
+      const tail = (tails.get(key) ?? Promise.resolve()).then(() => outcome).then(write);
+      tails.set(key, tail);
+      tail.finally(() => {
+        if (tails.get(key) === tail) tails.delete(key);
+        inFlight--;
+        updateFlow();
+        finish();
+      });
+    });
+    call.on("end", () => {
+      ended = true;
+      finish();
+    });
+    call.on("cancelled", () => {
+      ended = true;
+      finish();
+    });
+    call.on("error", () => {
+      ended = true;
+      finish();
+    });
+  }
+}
+
+/** A running StateSync gRPC server. */
+export interface RunningServer {
+  /** The bound TCP port. */
+  readonly port: number;
+  /** The grpc-js server (e.g. to add a Quantum listener). */
+  readonly server: Server;
+  /** Health status shared by Check and Watch. */
+  readonly health: HealthState;
+  /**
+   * Graceful shutdown: report NOT_SERVING, end the streams, stop accepting, wait for calls
+   * in flight (up to `graceMs`, then force).
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Serve StateSync and grpc.health.v1 over TCP.
+ * @throws {Error} when the address cannot be bound
+ */
+export async function startStateSyncServer(
+  service: StateSyncService,
+  options: { hostname?: string; port?: number } = {},
+): Promise<RunningServer> {
+  const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024 });
+  const health = new HealthState([STATESYNC_SERVICE_NAME]);
+  server.addService(pb.StateSyncServiceService, service.handlers());
+  server.addService(HealthService, health.handlers());
+  const address = `${options.hostname ?? "127.0.0.1"}:${options.port ?? 0}`;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) reject(error);
+      else resolve(bound);
+    });
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    server,
+    health,
+    close(graceMs = 5000) {
+      closing ??= (async () => {
+        health.set(false);
+        health.endWatches();
+        await service.closeStreams();
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      })();
+      return closing;
+    },
+  };
+}
+
+// ---- validation helpers --------------------------------------------------------------------------
+
+/** Map anything thrown to an AppError; json0 OpErrors keep their status. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof OpError) return new AppError(error.status, error.message, { cause: error });
+  return AppError.from(error);
+}
+
+function required(value: string, field: string): string {
+  if (value === "") throw new TypeError(`Invalid ${field}: required`);
+  return value;
+}
+
+function actor(value: string, field = "actor_id"): string {
+  return required(value, field);
+}
+
+function documentId(value: string): string {
+  return parseId(value, "document_id");
+}
+
+function pageSize(value: number): number {
+  if (value === 0) return DEFAULT_PAGE_SIZE;
+  if (value > MAX_PAGE_SIZE) {
+    throw new RangeError(`Invalid page_size: expected 1..${MAX_PAGE_SIZE}`);
+  }
+  return value;
+}
