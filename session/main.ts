@@ -1,0 +1,29 @@
+/**
+ * Entrypoint of the session service:
+ * `deno run -A session/main.ts [--config session.yaml]`.
+ * Configuration: see `config.ts` (environment `AETHERFLOW_SESSION_*` overrides the file).
+ * SIGINT/SIGTERM drain in-flight calls, close the KV store and exit 0.
+ * @module
+ */
+import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
+import { SessionConfigSchema } from "./config.ts";
+import { startSessionService } from "./service.ts";
+
+if (import.meta.main) {
+  const config = await loadConfigOrExit(SessionConfigSchema, "session");
+  const logger = createLogger({ service: "session", level: config.logLevel });
+  const service = await startSessionService(config, { logger });
+  logger.info("Session service listening", {
+    address: service.address,
+    storage: config.storage,
+    data_dir: config.storage === "kv" ? config.dataDir : null,
+    quantum_port: config.quantumPort || null,
+  });
+  const stop = async (signal: Deno.Signal) => {
+    logger.info("Shutting down", { signal });
+    await service.shutdown();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+}
