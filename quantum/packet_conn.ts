@@ -1,0 +1,94 @@
+/**
+ * The packet-connection interface Quantum runs over, and its real UDP implementation on
+ * `Deno.listenDatagram` (receiving into one reused buffer).
+ *
+ * @example
+ * ```ts
+ * const conn = listenUdp({ hostname: "127.0.0.1", port: 0 });
+ * const buffer = new Uint8Array(2048);
+ * const received = await conn.receive(buffer); // null once closed
+ * conn.close();
+ * ```
+ * @module
+ */
+
+/** A datagram socket: the only I/O Quantum needs. */
+export interface PacketConn {
+  /** Local address. */
+  readonly addr: Deno.NetAddr;
+  /**
+   * Receive one datagram into `buffer`. Resolves with a view of `buffer` (valid until the next
+   * call) and the sender, or `null` once the connection is closed.
+   */
+  receive(buffer: Uint8Array): Promise<[Uint8Array, Deno.NetAddr] | null>;
+  /** Send one datagram (fire and forget; failures are counted, never thrown). */
+  send(data: Uint8Array, addr: Deno.NetAddr): void;
+  /** Close; a pending `receive` resolves with `null`. Idempotent. */
+  close(): void;
+}
+
+/** Counters every {@linkcode PacketConn} implementation may expose. */
+export interface PacketConnStats {
+  /** Datagrams whose send failed. */
+  sendErrors: number;
+}
+
+/** A {@linkcode PacketConn} over a real `Deno.DatagramConn`. */
+export class UdpPacketConn implements PacketConn {
+  #socket: Deno.DatagramConn;
+  #closed = false;
+  /** Send failures (e.g. ECONNREFUSED after an ICMP unreachable). */
+  sendErrors = 0;
+
+  constructor(socket: Deno.DatagramConn) {
+    this.#socket = socket;
+  }
+
+  /** Local address. */
+  get addr(): Deno.NetAddr {
+    return this.#socket.addr as Deno.NetAddr;
+  }
+
+  async receive(buffer: Uint8Array): Promise<[Uint8Array, Deno.NetAddr] | null> {
+    while (!this.#closed) {
+      try {
+        const [data, addr] = await this.#socket.receive(buffer);
+        return [data, addr as Deno.NetAddr];
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return null;
+        // ICMP errors (e.g. port unreachable) surface here on Linux: skip them.
+        if (error instanceof Deno.errors.ConnectionRefused) continue;
+        if (error instanceof Deno.errors.ConnectionReset) continue;
+        throw error;
+      }
+    }
+    return null;
+  }
+
+  send(data: Uint8Array, addr: Deno.NetAddr): void {
+    if (this.#closed) return;
+    this.#socket.send(data, addr).catch(() => {
+      this.sendErrors++;
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#socket.close();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) throw error;
+    }
+  }
+}
+
+/** Bind a UDP socket and wrap it in a {@linkcode UdpPacketConn}. */
+export function listenUdp(options: { hostname?: string; port?: number } = {}): UdpPacketConn {
+  const socket = Deno.listenDatagram({
+    hostname: options.hostname ?? "0.0.0.0",
+    port: options.port ?? 0,
+    transport: "udp",
+  });
+  return new UdpPacketConn(socket);
+}
