@@ -1,8 +1,8 @@
 import { deepStrictEqual } from "node:assert/strict";
 import { apply } from "./apply.ts";
-import { randomDoc, randomOp, Rng } from "./_random.ts";
+import { randomComponent, randomDoc, randomOp, Rng } from "./_random.ts";
 import { transform, transformWithCollisions } from "./transform.ts";
-import type { Json, Op } from "./types.ts";
+import type { Collision, Component, Json, Op, Path } from "./types.ts";
 
 // Override with JSON0_SEED=<n> (and JSON0_CASES=<n>) to reproduce or widen a run.
 const SEED = Number(Deno.env.get("JSON0_SEED") ?? 20261125);
@@ -101,4 +101,39 @@ Deno.test("transformWithCollisions() rebases exactly like transform() with the w
       describe(seed, { doc, incoming, applied, incomingWins }),
     );
   });
+});
+
+/** The node a set/delete/list_delete writes, or undefined for other actions. */
+function writtenNode(c: Component): Path | undefined {
+  if (c.action.type === "list_delete") return [...c.path, c.action.index];
+  return c.action.type === "set" || c.action.type === "delete" ? c.path : undefined;
+}
+
+Deno.test("transformWithCollisions() reports collisions exactly for set/set and set/delete of one path", () => {
+  let reported = 0;
+  forCases(20000, (rng, seed) => {
+    const doc = randomDoc(rng);
+    const incoming = randomComponent(rng, doc);
+    const applied = rng.chance(0.5) ? randomComponent(rng, doc) : structuredClone(incoming);
+    if (rng.chance(0.2) && applied.action.type === "set") applied.action.value = rng.int(3);
+    const incomingWins = rng.chance(0.5);
+    const expected: Collision[] = [];
+    const node = writtenNode(incoming);
+    const otherNode = writtenNode(applied);
+    if (
+      node !== undefined && otherNode !== undefined &&
+      JSON.stringify(node) === JSON.stringify(otherNode)
+    ) {
+      const incomingValue = incoming.action.type === "set" ? incoming.action.value : undefined;
+      const appliedValue = applied.action.type === "set" ? applied.action.value : undefined;
+      const bothDelete = incomingValue === undefined && appliedValue === undefined;
+      const sameValue = incomingValue !== undefined && appliedValue !== undefined &&
+        JSON.stringify(incomingValue) === JSON.stringify(appliedValue);
+      if (!bothDelete && !sameValue) expected.push({ path: node, appliedValue, incomingValue });
+    }
+    const { collisions } = transformWithCollisions([incoming], [applied], incomingWins);
+    reported += collisions.length;
+    deepStrictEqual(collisions, expected, describe(seed, { doc, incoming, applied, incomingWins }));
+  });
+  if (CASES === 0 && reported < 500) throw new Error(`Too few collisions exercised: ${reported}`);
 });
