@@ -1,13 +1,14 @@
 /**
  * The services AetherFlow deploys, where their entrypoints and binaries are, and their
- * config schemas (found among each package's `mod.ts` exports as `<Name>ConfigSchema`).
+ * config schemas (the export `<Name>ConfigSchema`, any capitalisation, of the package's
+ * `mod.ts`, else of its `config.ts`).
  * Used by the deployment tests and by `deno task config:docs`, so manifests, the
  * Dockerfile and the configuration reference all follow the code.
  *
  * @example
  * ```ts
  * for (const service of SERVICES) {
- *   const schema = configSchema(service.name);
+ *   const schema = await configSchema(service.name);
  *   console.log(service.name, service.entry, schema ? "has a schema" : "no schema yet");
  * }
  * ```
@@ -59,17 +60,30 @@ export function envPrefix(name: ServiceName): string {
 const MODULES: Record<ServiceName, Record<string, unknown>> = { gateway, session, statesync };
 
 /**
- * The zod config schema a service's `mod.ts` exports (an export named `...ConfigSchema`),
- * or undefined when the package does not export one (yet).
- * @throws {TypeError} when a package exports more than one config schema
+ * The zod config schema a service exports (`<Name>ConfigSchema`, e.g. `StateSyncConfigSchema`,
+ * from its `mod.ts`, or else from its `config.ts`), or undefined when it has none (yet).
+ * @throws {TypeError} when a module exports more than one config schema
  */
-export function configSchema(name: ServiceName): z.ZodType | undefined {
-  const found = Object.entries(MODULES[name]).filter(([key, value]) =>
-    key.endsWith("ConfigSchema") && isZodSchema(value)
+export async function configSchema(name: ServiceName): Promise<z.ZodType | undefined> {
+  const fromMod = findSchema(name, MODULES[name]);
+  if (fromMod) return fromMod;
+  const file = new URL(`../${name}/config.ts`, import.meta.url);
+  try {
+    await Deno.stat(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  return findSchema(name, await import(file.href));
+}
+
+function findSchema(name: string, module: Record<string, unknown>): z.ZodType | undefined {
+  const found = Object.entries(module).filter(([key, value]) =>
+    key.toLowerCase() === `${name}configschema` && isZodSchema(value)
   );
   if (found.length > 1) {
     throw new TypeError(
-      `${name}/mod.ts exports several config schemas: ${found.map(([key]) => key).join(", ")}`,
+      `${name} exports several config schemas: ${found.map(([key]) => key).join(", ")}`,
     );
   }
   return found[0]?.[1] as z.ZodType | undefined;

@@ -24,6 +24,11 @@ const PORT_KEYS: Record<ServiceName, Record<string, string[]>> = {
   session: { grpc: ["port"], quantum: ["quantumPort"] },
   statesync: { grpc: ["port"], quantum: ["quantumPort"] },
 };
+/** Where each service keeps its Deno KV files (config key), when it has storage. */
+const DATA_DIR_KEY: Partial<Record<ServiceName, string>> = {
+  session: "dataDir",
+  statesync: "dataDir",
+};
 const tools = needs("kubectl");
 
 // deno-lint-ignore no-explicit-any
@@ -287,8 +292,8 @@ for (const overlay of OVERLAYS) {
   });
 
   for (const { name } of SERVICES) {
-    const schema = configSchema(name);
-    const missing = schema ? "" : ` [NOT RUN: ${name}/mod.ts exports no ...ConfigSchema yet]`;
+    const schema = await configSchema(name);
+    const missing = schema ? "" : ` [NOT RUN: ${name} exports no config schema yet]`;
     Deno.test({
       name: `${overlay} overlay: every ${name} config key loads through ${name}'s config ` +
         `schema and its ports match the manifests` + (tools.note || missing),
@@ -312,6 +317,26 @@ for (const overlay of OVERLAYS) {
             service.spec.ports.some((p: Obj) => p.port === port.containerPort),
             `Service ${name} exposes ${portName} on the configured port`,
           );
+        }
+        const dataDirKey = DATA_DIR_KEY[name];
+        if (dataDirKey) {
+          // Deno KV is one writer per file: kv storage means one replica, replaced (not
+          // rolled), with the data directory on a persistent volume.
+          const storage = get(config, ["storage"]);
+          assert.ok(storage === "kv" || storage === "etcd", `${name}: storage ${storage}`);
+          if (storage === "kv") {
+            assert.equal(workload.spec.replicas, 1, `${name}: kv storage allows one replica`);
+            assert.equal(workload.spec.strategy?.type, "Recreate", `${name}: strategy`);
+            const dataDir = get(config, [dataDirKey]);
+            const mount = container.volumeMounts.find((m: Obj) => m.mountPath === dataDir);
+            assert.ok(mount, `${name}: ${dataDirKey} ${dataDir} is not on a volume`);
+            const volume = workload.spec.template.spec.volumes.find((v: Obj) =>
+              v.name === mount.name
+            );
+            assert.ok(volume?.persistentVolumeClaim, `${name}: KV data must be persistent`);
+          } else {
+            named(objects, "StatefulSet", "etcd");
+          }
         }
         if (name === "gateway") {
           // The gateway reaches each backend at its Service's port for the chosen transport.
