@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { freePort, tempDir } from "../kernel/testing.ts";
+import { SessionState } from "../proto/gen/session.ts";
+import { SessionClient } from "./client.ts";
+
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+
+/** A `session/main.ts` child process, ready once it logged that it listens. */
+async function spawnService(env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN],
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let listening: Record<string, unknown> | null = null;
+  while (listening === null) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`session/main.ts exited early:\n${lines.join("\n")}`);
+    buffer += value;
+    const parts = buffer.split("\n");
+    buffer = parts.pop()!;
+    for (const line of parts) {
+      lines.push(line);
+      const record = JSON.parse(line) as Record<string, unknown>;
+      if (record.message === "Session service listening") listening = record;
+    }
+  }
+  const rest = (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      lines.push(value);
+    }
+  })();
+  return {
+    listening,
+    lines,
+    async stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
+      child.kill(signal);
+      const result = await child.status;
+      await rest;
+      return result;
+    },
+  };
+}
+
+Deno.test("main.ts keeps sessions across a restart on the same data dir and still expires them", async () => {
+  await using dir = await tempDir("aetherflow-session-");
+  const port = freePort();
+  const env = {
+    AETHERFLOW_SESSION_PORT: String(port),
+    AETHERFLOW_SESSION_DATA_DIR: dir.path,
+    AETHERFLOW_SESSION_SWEEP_INTERVAL_MS: "50",
+    AETHERFLOW_SESSION_LOG_LEVEL: "info",
+  };
+  const first = await spawnService(env);
+  assert.equal(first.listening.address, `127.0.0.1:${port}`);
+  let keep, short;
+  {
+    using client = new SessionClient(`127.0.0.1:${port}`);
+    keep = await client.createSession({ userId: "alice", ttlSeconds: 3600, metadata: { a: "1" } });
+    short = await client.createSession({ userId: "bob", ttlSeconds: 1 });
+    await client.updateSession({
+      sessionId: keep.session!.id,
+      updateMask: ["state"],
+      state: SessionState.SESSION_STATE_IDLE,
+    });
+  }
+  const exit = await first.stop("SIGTERM");
+  assert.equal(exit.code, 0, first.lines.join("\n"));
+  assert.ok(first.lines.some((line) => line.includes("Session service stopped")));
+
+  const second = await spawnService(env);
+  try {
+    using client = new SessionClient(`127.0.0.1:${port}`);
+    const again = await client.getSession({
+      selector: { $case: "token", value: keep.token },
+    });
+    assert.equal(again.id, keep.session!.id);
+    assert.equal(again.state, SessionState.SESSION_STATE_IDLE);
+    assert.deepEqual(again.metadata, { a: "1" });
+    assert.equal(again.expiresAt, keep.session!.expiresAt);
+    // Expiry still applies after the restart: wait until the short session's stored expiry
+    // has passed on the wall clock (the thing under test), then it must be gone.
+    const remaining = short.session!.expiresAt - Date.now();
+    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining + 1));
+    await assert.rejects(
+      client.getSession({ selector: { $case: "sessionId", value: short.session!.id } }),
+      (error: { code: number }) => error.code === status.NOT_FOUND,
+    );
+    await assert.rejects(
+      client.heartbeat({ sessionId: short.session!.id }),
+      (error: { code: number }) => error.code === status.NOT_FOUND,
+    );
+    assert.deepEqual((await client.listSessions({})).sessions.map((s) => s.id), [
+      keep.session!.id,
+    ]);
+  } finally {
+    const exit2 = await second.stop("SIGINT");
+    assert.equal(exit2.code, 0, second.lines.join("\n"));
+  }
+});
