@@ -1,0 +1,29 @@
+/**
+ * Entrypoint of the statesync service:
+ * `deno run -A statesync/main.ts [--config statesync.yaml]`.
+ * Configuration: see `config.ts` (environment `AETHERFLOW_STATESYNC_*` overrides the file).
+ * SIGINT/SIGTERM end the streams, drain in-flight calls, close the KV store and exit 0.
+ * @module
+ */
+import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
+import { StateSyncConfigSchema } from "./config.ts";
+import { startStateSyncService } from "./service.ts";
+
+if (import.meta.main) {
+  const config = await loadConfigOrExit(StateSyncConfigSchema, "statesync");
+  const logger = createLogger({ service: "statesync", level: config.logLevel });
+  const service = await startStateSyncService(config, { logger });
+  logger.info("Statesync service listening", {
+    address: service.address,
+    storage: config.storage,
+    data_dir: config.storage === "kv" ? config.dataDir : null,
+    quantum_port: config.quantumPort || null,
+  });
+  const stop = async (signal: Deno.Signal) => {
+    logger.info("Shutting down", { signal });
+    await service.shutdown();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+}

@@ -1,0 +1,149 @@
+/**
+ * The whole statesync service in one call: store, document engine, event hub, locks,
+ * presence, gRPC server with health on TCP (and Quantum when configured), and graceful
+ * shutdown. `main.ts` wraps it for the command line; an all-in-one start can call it directly.
+ *
+ * @example
+ * ```ts
+ * const config = StateSyncConfigSchema.parse({ port: 0, storage: "memory" });
+ * await using service = await startStateSyncService(config);
+ * console.log(service.address); // "127.0.0.1:41234"
+ * ```
+ * @module
+ */
+import { join } from "node:path";
+import type { Server } from "@grpc/grpc-js";
+import { type Logger, silentLogger } from "../kernel/mod.ts";
+import type { StateSyncConfig } from "./config.ts";
+import { DocumentManager } from "./documents.ts";
+import type { DocumentStore } from "./store.ts";
+import { KvDocumentStore } from "./store_kv.ts";
+import { MemoryDocumentStore } from "./store_memory.ts";
+import { EventHub } from "./hub.ts";
+import { LockManager } from "./locks.ts";
+import { PresenceManager } from "./presence.ts";
+import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
+import type { Clock } from "./_clock.ts";
+
+/** Options for {@link startStateSyncService}. */
+export interface StartStateSyncOptions {
+  /** Logger (default: silent). */
+  logger?: Logger;
+  /** Epoch-ms clock for the engine, locks and presence (default: the wall clock). */
+  clock?: Clock;
+}
+
+/** A running statesync service. */
+export interface StateSyncHandle extends AsyncDisposable {
+  /** `host:port` of the TCP listener. */
+  readonly address: string;
+  /** The bound TCP port (useful with `port: 0`). */
+  readonly port: number;
+  /** In-process access for callers in the same process and tests. */
+  readonly documents: DocumentManager;
+  readonly hub: EventHub;
+  readonly locks: LockManager;
+  readonly presence: PresenceManager;
+  readonly service: StateSyncService;
+  /** The grpc-js server. */
+  readonly server: Server;
+  /**
+   * Report NOT_SERVING, end subscription streams (UNAVAILABLE) and submit streams (after
+   * their in-flight requests), stop accepting, wait for calls in flight (up to
+   * `shutdownTimeoutMs`, then cancel them), close locks, presence and the store. Idempotent.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** The KV file used under a data directory. */
+export function kvPathFor(dataDir: string): string {
+  return join(dataDir, "statesync.kv");
+}
+
+/**
+ * Start the statesync service described by `config`.
+ * @throws {Error} when the port cannot be bound or the data directory cannot be used
+ */
+export async function startStateSyncService(
+  config: StateSyncConfig,
+  options: StartStateSyncOptions = {},
+): Promise<StateSyncHandle> {
+  const logger = options.logger ?? silentLogger;
+  const clock = options.clock;
+  let store: DocumentStore;
+  if (config.storage === "kv") {
+    await Deno.mkdir(config.dataDir, { recursive: true });
+    store = await KvDocumentStore.open(kvPathFor(config.dataDir));
+  } else {
+    store = new MemoryDocumentStore();
+  }
+  const hub = new EventHub({
+    maxQueueEvents: config.subscriber.maxQueueEvents,
+    maxQueueBytes: config.subscriber.maxQueueBytes,
+    maxCatchUp: Math.max(1, config.subscriber.maxCatchUp),
+    maxSubscribersPerDocument: config.subscriber.maxPerDocument,
+    ...(clock ? { clock } : {}),
+  });
+  const versionOf = (documentId: string) => hub.versionOf(documentId);
+  const locks = new LockManager({
+    events: hub,
+    versionOf,
+    ...config.locks,
+    ...(clock ? { clock } : {}),
+  });
+  const presence = new PresenceManager({
+    events: hub,
+    versionOf,
+    ...config.presence,
+    maxTtlMs: Math.max(600_000, config.presence.defaultTtlMs),
+    ...(clock ? { clock } : {}),
+  });
+  const documents = new DocumentManager(store, {
+    events: hub,
+    locks,
+    limits: config.limits,
+    snapshotEvery: config.snapshotEvery,
+    ...(clock ? { clock } : {}),
+  });
+  const service = new StateSyncService({
+    documents,
+    hub,
+    locks,
+    presence,
+    logger,
+    maxInFlightPerStream: config.maxInFlightPerStream,
+  });
+  let running: RunningServer;
+  try {
+    running = await startStateSyncServer(service, { hostname: config.host, port: config.port });
+  } catch (error) {
+    await documents.close();
+    locks.close();
+    presence.close();
+    throw error;
+  }
+  let closing: Promise<void> | null = null;
+  const shutdown = () => {
+    closing ??= (async () => {
+      await running.close(config.shutdownTimeoutMs);
+      locks.close();
+      presence.close();
+      await documents.close();
+      logger.info("Statesync service stopped");
+    })();
+    return closing;
+  };
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return {
+    address: `${host}:${running.port}`,
+    port: running.port,
+    documents,
+    hub,
+    locks,
+    presence,
+    service,
+    server: running.server,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  };
+}
