@@ -29,3 +29,38 @@ export type {
 } from "./store.ts";
 export { MemoryDocumentStore } from "./store_memory.ts";
 export { KvDocumentStore, type KvDocumentStoreOptions } from "./store_kv.ts";
+export type { DocEvent, EventType, LockRecord, PresenceRecord } from "./events.ts";
+export {
+  type CloseReason,
+  EventHub,
+  type EventHubOptions,
+  type HistorySource,
+  type ResumeOptions,
+  type SubscribeOptions,
+  Subscription,
+} from "./hub.ts";
+export { type AcquireLockInput, LockManager, type LockManagerOptions } from "./locks.ts";
+export { type PresenceInput, PresenceManager, type PresenceManagerOptions } from "./presence.ts";
+export * from "./convert.ts";
+export {
+  type Documents,
+  type RunningServer,
+  startStateSyncServer,
+  STATESYNC_SERVICE_NAME,
+  StateSyncService,
+  type StateSyncServiceOptions,
+  toAppError,
+} from "./server.ts";
+export {
+  LockConfigSchema,
+  PresenceConfigSchema,
+  type StateSyncConfig,
+  StateSyncConfigSchema,
+  SubscriberConfigSchema,
+} from "./config.ts";
+export {
+  kvPathFor,
+  type StartStateSyncOptions,
+  startStateSyncService,
+  type StateSyncHandle,
+} from "./service.ts";
