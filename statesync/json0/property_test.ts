@@ -56,6 +56,13 @@ Deno.test("transform() converges for random concurrent op pairs on random docume
   });
 });
 
+Deno.test("transform() converges for random pairs of long multi-component ops", () => {
+  forCases(1500, (rng, seed) => {
+    const doc = randomDoc(rng);
+    converge(doc, randomOp(rng, doc, 10), randomOp(rng, doc, 10), seed);
+  });
+});
+
 Deno.test("transform() converges for an op against a sequence of concurrent ops", () => {
   forCases(5000, (rng, seed) => {
     const doc = randomDoc(rng);

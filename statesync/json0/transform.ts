@@ -249,31 +249,64 @@ interface Context {
   collect?: (collision: Collision) => void;
 }
 
-/** Transform two concurrent ops against each other: returns [first', second']. */
+/** Transform two single components against each other: returns [first', second']. */
+function pair(first: Component, second: Component, ctx: Context): [Op, Op] {
+  const collect: Collect | undefined = ctx.collect === undefined
+    ? undefined
+    : (incoming, applied, path) =>
+      ctx.collect!({
+        path,
+        appliedValue: valueOf(applied.action),
+        incomingValue: valueOf(incoming.action),
+      });
+  return [
+    transformComponent(first, second, ctx.firstLeft, collect),
+    transformComponent(second, first, !ctx.firstLeft, undefined),
+  ];
+}
+
+/** `first` (usually one component, more after a split) against one component. */
+function againstComponent(first: Op, second: Component, ctx: Context): [Op, Op] {
+  let rest: Op = [second];
+  const out: Op = [];
+  for (const c of first) {
+    let rebased: Op;
+    if (rest.length === 1) [rebased, rest] = pair(c, rest[0]!, ctx);
+    else [rebased, rest] = componentAgainst(c, rest, ctx);
+    for (const r of rebased) out.push(r);
+  }
+  return [out, rest];
+}
+
+/** One component of the first op against the whole second op. */
+function componentAgainst(first: Component, second: Op, ctx: Context): [Op, Op] {
+  let current: Op = [first];
+  const out: Op = [];
+  for (const s of second) {
+    if (current.length === 0) {
+      out.push(s);
+      continue;
+    }
+    let rebased: Op;
+    [current, rebased] = againstComponent(current, s, ctx);
+    for (const r of rebased) out.push(r);
+  }
+  return [current, out];
+}
+
+/**
+ * Transform two concurrent ops against each other: returns [first', second'], where first'
+ * applies after second and second' after first. O(|first| · |second|) component pairs.
+ */
 function transformX(first: Op, second: Op, ctx: Context): [Op, Op] {
-  if (first.length === 0 || second.length === 0) return [first, second];
-  if (first.length === 1 && second.length === 1) {
-    const collect: Collect | undefined = ctx.collect === undefined
-      ? undefined
-      : (incoming, applied, path) =>
-        ctx.collect!({
-          path,
-          appliedValue: valueOf(applied.action),
-          incomingValue: valueOf(incoming.action),
-        });
-    return [
-      transformComponent(first[0]!, second[0]!, ctx.firstLeft, collect),
-      transformComponent(second[0]!, first[0]!, !ctx.firstLeft, undefined),
-    ];
+  let rest = second;
+  const out: Op = [];
+  for (const c of first) {
+    let rebased: Op;
+    [rebased, rest] = componentAgainst(c, rest, ctx);
+    for (const r of rebased) out.push(r);
   }
-  if (first.length > 1) {
-    const [head, secondAfterHead] = transformX(first.slice(0, 1), second, ctx);
-    const [rest, secondAfterAll] = transformX(first.slice(1), secondAfterHead, ctx);
-    return [head.concat(rest), secondAfterAll];
-  }
-  const [firstAfterHead, head] = transformX(first, second.slice(0, 1), ctx);
-  const [firstAfterAll, rest] = transformX(firstAfterHead, second.slice(1), ctx);
-  return [firstAfterAll, head.concat(rest)];
+  return [out, rest];
 }
 
 function valueOf(action: Action): Json | undefined {

@@ -336,3 +336,19 @@ Deno.test("transformWithCollisions() reports a collision at the path where the p
   deepStrictEqual(op, []);
   deepStrictEqual(collisions, [{ path: ["l", 4], appliedValue: "theirs", incomingValue: "mine" }]);
 });
+
+Deno.test("transform() handles a 1,000-component op against a 750-component op", () => {
+  const doc: Json = { t: "", l: [] };
+  const mine: Op = [];
+  const theirs: Op = [];
+  for (let i = 0; i < 500; i++) {
+    mine.push(ti(["t"], i, "m"), li(["l"], 0, i));
+    theirs.push(ti(["t"], 0, "t"));
+    if (i % 2 === 0) theirs.push(li(["l"], i / 2, -i));
+  }
+  const viaTheirs = apply(apply(doc, theirs), transform(mine, theirs, "right"));
+  const viaMine = apply(apply(doc, mine), transform(theirs, mine, "left"));
+  deepStrictEqual(viaTheirs, viaMine);
+  deepStrictEqual((viaMine as { t: string }).t, "t".repeat(500) + "m".repeat(500));
+  deepStrictEqual((viaMine as { l: Json[] }).l.length, 750);
+});
