@@ -59,7 +59,6 @@ export {
   SubscriberConfigSchema,
 } from "./config.ts";
 export {
-  kvPathFor,
   type StartStateSyncOptions,
   startStateSyncService,
   type StateSyncHandle,
