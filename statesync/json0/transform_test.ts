@@ -352,3 +352,37 @@ Deno.test("transform() handles a 1,000-component op against a 750-component op",
   deepStrictEqual((viaMine as { t: string }).t, "t".repeat(500) + "m".repeat(500));
   deepStrictEqual((viaMine as { l: Json[] }).l.length, 750);
 });
+
+Deno.test("transform() a set or delete of a node beats every edit at or below it, on either side", () => {
+  const edits: Component[] = [
+    ti(["o", "s"], 0, "q"),
+    td(["o", "s"], 0, 1),
+    inc(["o", "k"], 1),
+    set(["o", "k"], 9),
+    del(["o", "k"]),
+  ];
+  for (const winner of [set(["o"], { fresh: 1 }), del(["o"])]) {
+    for (const edit of edits) {
+      rebaseEither(edit, winner, []);
+      rebaseEither(winner, edit, [winner]);
+    }
+  }
+  const listEdits: Component[] = [
+    li(["l"], 0, "n"),
+    ld(["l"], 1),
+    lm(["l"], 0, 3),
+    del(["l", 2]),
+    set(["l", 2], "Z"),
+  ];
+  for (const winner of [set(["l"], ["fresh"]), del(["l"])]) {
+    for (const edit of listEdits) {
+      rebaseEither(edit, winner, []);
+      rebaseEither(winner, edit, [winner]);
+    }
+  }
+  for (const edit of [ti(["t"], 0, "q"), td(["t"], 1, 2)]) {
+    rebaseEither(set(["t"], "new"), edit, [set(["t"], "new")]);
+    rebaseEither(del(["t"]), edit, [del(["t"])]);
+    rebaseEither(edit, del(["t"]), []);
+  }
+});
