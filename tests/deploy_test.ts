@@ -11,6 +11,7 @@ import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../kernel/mod.ts";
 import { needs } from "../kernel/testing.ts";
 import { configSchema, envPrefix, type ServiceName, SERVICES } from "../deploy/services.ts";
+import { HEALTHCHECK, TARGETS } from "../deploy/build.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const K8S = `${ROOT}deploy/kubernetes`;
@@ -387,3 +388,185 @@ Deno.test({
     }
   },
 });
+
+// ---- deploy/Dockerfile and .dockerignore ----
+
+interface Instruction {
+  readonly stage: number;
+  readonly op: string;
+  readonly args: string;
+}
+
+async function dockerfile(): Promise<Instruction[]> {
+  const text = await Deno.readTextFile(`${ROOT}deploy/Dockerfile`);
+  const joined = text.split("\n").filter((line) => !line.trimStart().startsWith("#"))
+    .join("\n").replace(/\\\n/g, " ");
+  const instructions: Instruction[] = [];
+  let stage = -1;
+  for (const line of joined.split("\n")) {
+    const match = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line);
+    if (!match) continue;
+    const op = match[1]!.toUpperCase();
+    if (op === "FROM") stage++;
+    instructions.push({ stage, op, args: match[2]!.trim() });
+  }
+  return instructions;
+}
+
+/** Whether .dockerignore excludes a context path (Docker's rules: last match wins). */
+function dockerIgnored(patterns: string[], path: string): boolean {
+  let ignored = false;
+  for (const raw of patterns) {
+    const negate = raw.startsWith("!");
+    const pattern = (negate ? raw.slice(1) : raw).replace(/\/$/, "");
+    const regex = new RegExp(
+      "^" + pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*\*\//g, "(.*/)?")
+        .replace(/\*\*/g, ".*").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]") +
+        "(/.*)?$",
+    );
+    if (regex.test(path)) ignored = !negate;
+  }
+  return ignored;
+}
+
+function copies(instructions: Instruction[]) {
+  return instructions.filter((i) => i.op === "COPY").map((i) => {
+    const words = i.args.split(/\s+/);
+    const flags = words.filter((w) => w.startsWith("--"));
+    const paths = words.filter((w) => !w.startsWith("--"));
+    const from = flags.find((f) => f.startsWith("--from="))?.slice("--from=".length);
+    return { stage: i.stage, from, sources: paths.slice(0, -1), dest: paths.at(-1)! };
+  });
+}
+
+function execForm(args: string): string[] {
+  const json = args.replace(/^CMD\s+/, "");
+  return JSON.parse(json);
+}
+
+Deno.test("deploy/Dockerfile copies only existing, non-ignored paths and builds with the deno.json compile task and the pinned Deno", async () => {
+  const instructions = await dockerfile();
+  const ignore = (await Deno.readTextFile(`${ROOT}.dockerignore`)).split("\n")
+    .map((line) => line.trim()).filter((line) => line && !line.startsWith("#"));
+  const contextCopies = copies(instructions).filter((c) => c.from === undefined);
+  assert.ok(contextCopies.length > 0);
+  for (const copy of contextCopies) {
+    for (const source of copy.sources) {
+      const path = source.replace(/\/$/, "");
+      await Deno.stat(`${ROOT}${path}`).catch(() => assert.fail(`COPY ${source}: no such path`));
+      assert.ok(!dockerIgnored(ignore, path), `COPY ${source} is excluded by .dockerignore`);
+    }
+  }
+  // Everything the build needs reaches the build stage: each target's entrypoint folder,
+  // and the modules the build script itself imports.
+  // Where each copied context path lands relative to WORKDIR (a file copied into a folder
+  // keeps its base name; a folder copies its contents).
+  const copied = contextCopies.flatMap((c) =>
+    c.sources.map((source) => {
+      const dest = c.dest.replace(/^\.\//, "");
+      if (source.endsWith("/") || !c.dest.endsWith("/")) return dest;
+      return `${dest}${source.slice(source.lastIndexOf("/") + 1)}`;
+    })
+  );
+  const inContext = (file: string) =>
+    copied.some((c) => c === file || (c.endsWith("/") && file.startsWith(c))) &&
+    !dockerIgnored(ignore, file);
+  for (const target of TARGETS.filter((t) => exists(t.entry))) {
+    assert.ok(inContext(target.entry), `${target.entry} not copied`);
+  }
+  for (const file of ["deploy/build.ts", "deploy/services.ts", "deno.json", "deno.lock"]) {
+    assert.ok(inContext(file), `${file} not copied`);
+  }
+  assert.ok(dockerIgnored(ignore, "tests/deploy_test.ts") && dockerIgnored(ignore, ".git/HEAD"));
+  assert.ok(dockerIgnored(ignore, "session/manager_test.ts") && dockerIgnored(ignore, "dist/x"));
+
+  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const ciRun = await Deno.readTextFile(`${ROOT}.ci/run`);
+  const pinned = /deno@(\d+\.\d+\.\d+)/.exec(ciRun)?.[1];
+  assert.ok(pinned, ".ci/run pins a Deno version");
+  const runs = instructions.filter((i) => i.op === "RUN");
+  const taskRuns = runs.flatMap((r) => [...r.args.matchAll(/deno@(\S+) task (\S+)/g)]);
+  assert.ok(taskRuns.some((m) => m[2] === "compile"), "the build runs deno task compile");
+  for (const [, version, task] of taskRuns) {
+    assert.equal(version, pinned, "Dockerfile and CI use the same Deno");
+    assert.ok(denoJson.tasks[task!], `deno task ${task} does not exist`);
+  }
+  assert.match(denoJson.tasks.compile, /deploy\/build\.ts compile/);
+  assert.match(denoJson.tasks.bundle, /deploy\/build\.ts bundle/);
+
+  const runtime = Math.max(...instructions.map((i) => i.stage));
+  const user = instructions.filter((i) => i.stage === runtime && i.op === "USER").at(-1);
+  assert.ok(user && !/^(0|root)(:|$)/.test(user.args), "the runtime stage runs as non-root");
+  assert.ok(instructions.some((i) => i.stage === runtime && i.op === "HEALTHCHECK"));
+});
+
+Deno.test("the image ships exactly the binaries deploy/build.ts compiles, and its CMD, HEALTHCHECK and the Kubernetes commands run them", async () => {
+  const instructions = await dockerfile();
+  const shipped = copies(instructions).filter((c) =>
+    c.from === "build" && c.dest.startsWith("/app/")
+  );
+  const fromDist = shipped.map((c) => c.sources[0]!.replace("/src/dist/", ""));
+  assert.deepEqual(fromDist.sort(), TARGETS.map((t) => t.binary).sort());
+  const binaries = new Set(shipped.map((c) => c.dest));
+  const cmd = instructions.filter((i) => i.op === "CMD").at(-1)!;
+  assert.ok(binaries.has(execForm(cmd.args)[0]!), `CMD ${cmd.args}`);
+  const health = instructions.find((i) => i.op === "HEALTHCHECK")!;
+  const healthCmd = execForm(health.args.replace(/^(--\S+\s+)*/, ""));
+  assert.equal(healthCmd[0], `/app/${HEALTHCHECK.binary}`);
+  const exposed = instructions.filter((i) => i.op === "EXPOSE").flatMap((i) => i.args.split(/\s+/));
+  if (!tools.ignore) {
+    const objects = await render("overlays/prod");
+    for (const workload of workloads(objects).filter((w) => w.metadata.name !== "etcd")) {
+      const container = workload.spec.template.spec.containers[0];
+      assert.ok(binaries.has(container.command[0]), `${workload.metadata.name} command`);
+      for (const port of container.ports) {
+        const spec = `${port.containerPort}/${(port.protocol ?? "TCP").toLowerCase()}`;
+        assert.ok(exposed.includes(spec), `EXPOSE ${spec}`);
+      }
+    }
+  }
+});
+
+Deno.test("Dockerfile ENV settings load through the services' config schemas", async () => {
+  const instructions = await dockerfile();
+  const env: Record<string, string> = {};
+  for (const i of instructions.filter((i) => i.op === "ENV")) {
+    for (const match of i.args.matchAll(/(\w+)=(\S+)/g)) env[match[1]!] = match[2]!;
+  }
+  for (const key of Object.keys(env)) {
+    assert.ok(
+      key === "HEALTHCHECK_TARGET" || key === "DENO_DIR" ||
+        SERVICES.some((s) => key.startsWith(envPrefix(s.name))),
+      `ENV ${key} is read by nothing`,
+    );
+  }
+  for (const { name } of SERVICES) {
+    const schema = await configSchema(name);
+    if (!schema) continue;
+    const own = Object.fromEntries(
+      Object.entries(env).filter(([k]) => k.startsWith(envPrefix(name))),
+    );
+    await loadConfig(schema, { service: name, env: own });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(`${ROOT}${path}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const target of TARGETS) {
+  const present = exists(target.entry);
+  Deno.test({
+    name: `build entrypoint ${target.entry} exists` +
+      (present ? "" : ` [NOT RUN: ${target.entry} is not in the tree yet]`),
+    ignore: !present,
+    fn() {
+      assert.ok(Deno.statSync(`${ROOT}${target.entry}`).isFile);
+    },
+  });
+}
