@@ -25,6 +25,7 @@
  */
 import { AppError } from "../kernel/mod.ts";
 import { GroupCommitter, type KvWrite } from "./_group_commit.ts";
+import { ReadBatcher } from "./_read_batch.ts";
 import type { StoredSession } from "./model.ts";
 import {
   type InsertOptions,
@@ -40,9 +41,16 @@ import {
 const MAX_ATTEMPTS = 32;
 const GET_MANY_LIMIT = 10;
 
+/** Point reads, direct or batched. */
+interface KvReads {
+  get<T>(key: Deno.KvKey): Promise<Deno.KvEntryMaybe<T>>;
+  getMany<T>(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<T>[]>;
+}
+
 /** Options for {@link KvSessionStore.open}. */
 export interface KvSessionStoreOptions {
-  /** Merge concurrent writes into shared commits (default true). */
+  /** Merge concurrent writes into shared commits and reads into shared `getMany` calls
+   * (default true). */
   groupCommit?: boolean;
 }
 
@@ -50,11 +58,17 @@ export interface KvSessionStoreOptions {
 export class KvSessionStore implements SessionStore, AsyncDisposable {
   #kv: Deno.Kv;
   #committer: GroupCommitter;
+  #reads: KvReads;
   #closed = false;
 
   private constructor(kv: Deno.Kv, options: KvSessionStoreOptions) {
     this.#kv = kv;
-    this.#committer = new GroupCommitter(kv, { enabled: options.groupCommit ?? true });
+    const batched = options.groupCommit ?? true;
+    this.#committer = new GroupCommitter(kv, { enabled: batched });
+    this.#reads = batched ? new ReadBatcher(kv) : {
+      get: <T>(key: Deno.KvKey) => kv.get<T>(key),
+      getMany: <T>(keys: Deno.KvKey[]) => kv.getMany<T[]>(keys) as Promise<Deno.KvEntryMaybe<T>[]>,
+    };
   }
 
   /**
@@ -71,7 +85,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const keys: Deno.KvKey[] = [["s", session.id], ["u", session.userId]];
       if (session.connectionId !== "") keys.push(["c", session.connectionId]);
-      const [idEntry, userEntry, connEntry] = await this.#kv.getMany<unknown[]>(keys);
+      const [idEntry, userEntry, connEntry] = await this.#reads.getMany<unknown>(keys);
       if (idEntry!.versionstamp !== null) {
         throw new AppError("ALREADY_EXISTS", `Session ${session.id} already exists`);
       }
@@ -119,14 +133,14 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   /** See {@link SessionStore.get}. */
   async get(id: string, now: number): Promise<StoredSession | null> {
     this.#assertOpen();
-    const entry = await this.#kv.get<StoredSession>(["s", id]);
+    const entry = await this.#reads.get<StoredSession>(["s", id]);
     return liveValue(entry.value, now);
   }
 
   /** See {@link SessionStore.getByConnectionId}. */
   async getByConnectionId(connectionId: string, now: number): Promise<StoredSession | null> {
     this.#assertOpen();
-    const index = await this.#kv.get<string>(["c", connectionId]);
+    const index = await this.#reads.get<string>(["c", connectionId]);
     if (index.value === null) return null;
     const session = await this.get(index.value, now);
     return session?.connectionId === connectionId ? session : null;
@@ -135,7 +149,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   /** See {@link SessionStore.getByTokenHash}. */
   async getByTokenHash(tokenHash: string, now: number): Promise<StoredSession | null> {
     this.#assertOpen();
-    const index = await this.#kv.get<string>(["t", tokenHash]);
+    const index = await this.#reads.get<string>(["t", tokenHash]);
     if (index.value === null) return null;
     return await this.get(index.value, now);
   }
@@ -148,7 +162,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   ): Promise<StoredSession> {
     this.#assertOpen();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.#kv.get<StoredSession>(["s", id]);
+      const entry = await this.#reads.get<StoredSession>(["s", id]);
       const current = liveValue(entry.value, now);
       if (current === null) throw new AppError("NOT_FOUND", `Session ${id} not found`);
       const next = mutate(structuredClone(current));
@@ -157,7 +171,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
       if (next.connectionId !== current.connectionId) {
         if (current.connectionId !== "") await this.#addConnectionRelease(write, current);
         if (next.connectionId !== "") {
-          const connEntry = await this.#kv.get<string>(["c", next.connectionId]);
+          const connEntry = await this.#reads.get<string>(["c", next.connectionId]);
           if (await this.#holder(connEntry, now) !== null) {
             throw new AppError(
               "ALREADY_EXISTS",
@@ -267,7 +281,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   /** The live session an index entry points to, or null. */
   async #holder(index: Deno.KvEntryMaybe<string>, now: number): Promise<StoredSession | null> {
     if (index.value === null) return null;
-    const holder = await this.#kv.get<StoredSession>(["s", index.value]);
+    const holder = await this.#reads.get<StoredSession>(["s", index.value]);
     return holder.value !== null && isLive(holder.value, now) ? holder.value : null;
   }
 
@@ -276,7 +290,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     const live: Deno.KvEntry<StoredSession>[] = [];
     for (let i = 0; i < ids.length; i += GET_MANY_LIMIT) {
       const keys = ids.slice(i, i + GET_MANY_LIMIT).map((id) => ["s", id]);
-      for (const entry of await this.#kv.getMany<StoredSession[]>(keys)) {
+      for (const entry of await this.#reads.getMany<StoredSession>(keys)) {
         if (entry.value !== null && isLive(entry.value, now)) {
           live.push(entry as Deno.KvEntry<StoredSession>);
         }
@@ -299,7 +313,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
 
   /** Delete the connection index entry if it still points to `session`. */
   async #addConnectionRelease(write: KvWrite, session: StoredSession): Promise<void> {
-    const index = await this.#kv.get<string>(["c", session.connectionId]);
+    const index = await this.#reads.get<string>(["c", session.connectionId]);
     if (index.value !== session.id) return;
     write.checks.push({ key: index.key, versionstamp: index.versionstamp });
     write.mutations.push({ type: "delete", key: index.key });
@@ -307,7 +321,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
 
   /** Remove `session` from its user's list. */
   async #addUserRemoval(write: KvWrite, session: StoredSession): Promise<void> {
-    const entry = await this.#kv.get<string[]>(["u", session.userId]);
+    const entry = await this.#reads.get<string[]>(["u", session.userId]);
     write.checks.push({ key: entry.key, versionstamp: entry.versionstamp });
     const rest = (entry.value ?? []).filter((id) => id !== session.id);
     if (rest.length === 0) write.mutations.push({ type: "delete", key: entry.key });
@@ -321,7 +335,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     predicate: (session: StoredSession) => boolean,
   ): Promise<StoredSession | null> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.#kv.get<StoredSession>(["s", id]);
+      const entry = await this.#reads.get<StoredSession>(["s", id]);
       if (entry.value === null || !predicate(entry.value)) return null;
       const write = newWrite();
       await this.#addRemoval(write, entry as Deno.KvEntry<StoredSession>);
@@ -338,11 +352,11 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     now: number,
   ): AsyncGenerator<StoredSession> {
     if (query.userId !== undefined && query.state !== "terminated") {
-      const user = await this.#kv.get<string[]>(["u", query.userId]);
+      const user = await this.#reads.get<string[]>(["u", query.userId]);
       const ids = (user.value ?? []).filter((id) => after === undefined || id > after).sort();
       for (let i = 0; i < ids.length; i += GET_MANY_LIMIT) {
         const keys = ids.slice(i, i + GET_MANY_LIMIT).map((id) => ["s", id]);
-        for (const entry of await this.#kv.getMany<StoredSession[]>(keys)) {
+        for (const entry of await this.#reads.getMany<StoredSession>(keys)) {
           if (entry.value !== null && matchesQuery(entry.value, query, now)) yield entry.value;
         }
       }
