@@ -1,6 +1,8 @@
 import { deepStrictEqual } from "node:assert/strict";
 import { apply } from "./apply.ts";
-import { randomComponent, randomDoc, randomOp, Rng } from "./_random.ts";
+import { OpError } from "./op_error.ts";
+import { parseOp } from "./parse_op.ts";
+import { randomComponent, randomDoc, randomJson, randomOp, Rng } from "./_random.ts";
 import { transform, transformWithCollisions } from "./transform.ts";
 import type { Collision, Component, Json, Op, Path } from "./types.ts";
 
@@ -143,4 +145,84 @@ Deno.test("transformWithCollisions() reports collisions exactly for set/set and 
     deepStrictEqual(collisions, expected, describe(seed, { doc, incoming, applied, incomingWins }));
   });
   if (CASES === 0 && reported < 500) throw new Error(`Too few collisions exercised: ${reported}`);
+});
+
+/** Something that may or may not be a sensible field value. */
+function junk(rng: Rng): unknown {
+  return rng.pick<unknown>([
+    0,
+    1,
+    2,
+    7,
+    -1,
+    0.5,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    "a",
+    "",
+    null,
+    undefined,
+    true,
+    [],
+    {},
+    randomJson(rng, 1),
+  ]);
+}
+
+Deno.test("apply() and parseOp() refuse random malformed or ill-fitting ops only with OpError, changing nothing", () => {
+  const types = [
+    "set",
+    "delete",
+    "text_insert",
+    "text_delete",
+    "list_insert",
+    "list_delete",
+    "list_move",
+    "increment",
+    "nope",
+  ];
+  let refused = 0;
+  forCases(5000, (rng, seed) => {
+    const doc = randomDoc(rng);
+    const before = structuredClone(doc);
+    const raw: unknown[] = [];
+    const n = 1 + rng.int(3);
+    for (let i = 0; i < n; i++) {
+      if (rng.chance(0.5)) {
+        raw.push(randomComponent(rng, doc));
+        continue;
+      }
+      const path: unknown[] = [];
+      const depth = rng.int(4);
+      for (let d = 0; d < depth; d++) {
+        path.push(rng.chance(0.8) ? rng.pick(["a", "b", 0, 1, 3]) : junk(rng));
+      }
+      raw.push({
+        path: rng.chance(0.95) ? path : junk(rng),
+        action: {
+          type: rng.pick(types),
+          value: junk(rng),
+          offset: junk(rng),
+          length: junk(rng),
+          text: rng.chance(0.7) ? "t" : junk(rng),
+          index: junk(rng),
+          from: junk(rng),
+          to: junk(rng),
+          delta: junk(rng),
+        },
+      });
+    }
+    for (const run of [() => apply(doc, parseOp(raw)), () => apply(doc, raw as Op)]) {
+      try {
+        run();
+      } catch (error) {
+        if (!(error instanceof OpError)) {
+          throw new Error(`Unexpected error: ${describe(seed, { doc, raw })}`, { cause: error });
+        }
+        refused++;
+      }
+      deepStrictEqual(doc, before, `Document changed: ${describe(seed, { doc, raw })}`);
+    }
+  });
+  if (CASES === 0 && refused < 1000) throw new Error(`Too few refusals exercised: ${refused}`);
 });
