@@ -299,6 +299,7 @@ function componentAgainst(first: Component, second: Op, ctx: Context): [Op, Op] 
  * applies after second and second' after first. O(|first| · |second|) component pairs.
  */
 function transformX(first: Op, second: Op, ctx: Context): [Op, Op] {
+  if (first.length === 1 && second.length === 1) return pair(first[0]!, second[0]!, ctx);
   let rest = second;
   const out: Op = [];
   for (const c of first) {
