@@ -379,8 +379,13 @@ export interface FecDecoderStats {
    * no parity shard ever came).
    */
   evictedGroups: number;
-  /** Reconstructions whose result failed the length/check test or whose RS call failed. */
+  /**
+   * Reconstructions given up: the RS call failed or the result failed the length/check test
+   * even on a fresh wasm instance (some input shard was corrupted).
+   */
   failedReconstructions: number;
+  /** Reconstructions retried on a fresh wasm instance after a first failure. */
+  reconstructRetries: number;
   /** Shards received and stored. */
   shardsAccepted: number;
   /**
@@ -451,6 +456,7 @@ export class FecDecoder {
     completeGroups: 0,
     evictedGroups: 0,
     failedReconstructions: 0,
+    reconstructRetries: 0,
     shardsAccepted: 0,
     shardsMissing: 0,
     droppedLate: 0,
@@ -682,6 +688,22 @@ export class FecDecoder {
   }
 
   #reconstruct(group: Group): RecoveredPacket[] {
+    // First on the shared wasm instance; if that fails or does not verify, once more on a fresh
+    // instance, so a damaged instance cannot be mistaken for corrupted input.
+    for (const fresh of [false, true]) {
+      const recovered = this.#tryReconstruct(group, fresh);
+      if (recovered !== undefined) {
+        this.#stats.recoveredGroups++;
+        this.#stats.recoveredPackets += recovered.length;
+        return recovered;
+      }
+      if (!fresh) this.#stats.reconstructRetries++;
+    }
+    this.#stats.failedReconstructions++;
+    return [];
+  }
+
+  #tryReconstruct(group: Group, fresh: boolean): RecoveredPacket[] | undefined {
     const { dataCount, parityCount, shardSize } = group;
     const shards = new Uint8Array(shardSize * (dataCount + parityCount));
     const present: boolean[] = [];
@@ -695,11 +717,7 @@ export class FecDecoder {
       present.push(parity !== undefined);
       if (parity !== undefined) shards.set(parity, (dataCount + j) * shardSize);
     }
-    const result = rsReconstruct(shards, dataCount, parityCount, present);
-    if (result !== 0) {
-      this.#stats.failedReconstructions++;
-      return [];
-    }
+    if (rsReconstruct(shards, dataCount, parityCount, present, { fresh }) !== 0) return undefined;
     const recovered: RecoveredPacket[] = [];
     for (let i = 0; i < dataCount; i++) {
       if (present[i]) continue;
@@ -708,20 +726,18 @@ export class FecDecoder {
       const check = ((shards[offset + 4]! << 24) | (shards[offset + 5]! << 16) |
         (shards[offset + 6]! << 8) | shards[offset + 7]!) >>> 0;
       const end = offset + FEC_SHARD_PREFIX_BYTES + length;
-      const valid = length > 0 && end <= offset + shardSize && shards[offset + 2] === 0 &&
-        shards[offset + 3] === 0;
-      const payload = valid ? shards.slice(offset + FEC_SHARD_PREFIX_BYTES, end) : undefined;
-      let padZero = valid;
-      for (let k = end; padZero && k < offset + shardSize; k++) padZero = shards[k] === 0;
-      if (payload === undefined || !padZero || checkValue(payload) !== check) {
-        // Some input shard was corrupted: the whole group's output is untrustworthy.
-        this.#stats.failedReconstructions++;
-        return [];
+      if (
+        length === 0 || end > offset + shardSize || shards[offset + 2] !== 0 ||
+        shards[offset + 3] !== 0
+      ) {
+        return undefined;
       }
+      for (let k = end; k < offset + shardSize; k++) if (shards[k] !== 0) return undefined;
+      const payload = shards.slice(offset + FEC_SHARD_PREFIX_BYTES, end);
+      // A mismatch means some input shard was corrupted: the group's output is untrustworthy.
+      if (checkValue(payload) !== check) return undefined;
       recovered.push({ groupId: group.id, index: i, payload });
     }
-    this.#stats.recoveredGroups++;
-    this.#stats.recoveredPackets += recovered.length;
     return recovered;
   }
 }
