@@ -143,7 +143,7 @@ export type ConnectionState =
 export interface ConnectionOptions {
   /** Congestion controller factory (default NewReno). */
   congestion?: CongestionControllerFactory;
-  /** Maximum payload per packet in bytes (default and max 1100). */
+  /** Maximum payload per packet in bytes (default and max 1088). */
   maxPayload?: number;
   /** Receive buffer in packets: the most we advertise and buffer (default 1024). */
   receiveWindow?: number;
@@ -201,10 +201,18 @@ export interface QuantumConnection {
   readonly closed: Promise<CloseInfo>;
 }
 
+/** @internal The last word of a closed connection, repeated to late packets. */
+export interface FinalPacket {
+  /** The final ACK (graceful) or an RST. */
+  packet: Uint8Array;
+  /** True after a graceful close. */
+  graceful: boolean;
+}
+
 /** @internal What a connection needs from its endpoint. */
 export interface ConnectionHost {
   send(datagram: Uint8Array, addr: Deno.NetAddr): void;
-  onClosed(conn: Connection, lingerAck: Uint8Array | null, lingerMs: number): Promise<void> | void;
+  onClosed(conn: Connection, final: FinalPacket, lingerMs: number): Promise<void> | void;
 }
 
 interface Segment extends SentPacket {
@@ -219,6 +227,8 @@ interface Segment extends SentPacket {
 }
 
 const OVERHEAD = 48;
+/** Longest wait between zero-window probes (ms). */
+const PERSIST_MAX_MS = 1000;
 const PACKET_THRESHOLD = 3;
 const MAX_SEQ = 0xfffffff0;
 const EMPTY = new Uint8Array(0);
@@ -339,7 +349,7 @@ export class Connection implements QuantumConnection {
     this.#clock = init.clock;
     const now = init.clock.now();
     this.#maxPayload = Math.min(o.maxPayload ?? MAX_PAYLOAD_SIZE, MAX_PAYLOAD_SIZE);
-    if (!(this.#maxPayload >= 16)) throw new RangeError("Invalid maxPayload: expected 16..1100");
+    if (!(this.#maxPayload >= 16)) throw new RangeError("Invalid maxPayload: expected 16..1088");
     this.#capacity = o.receiveWindow ?? 1024;
     if (!(this.#capacity >= 2)) throw new RangeError("Invalid receiveWindow: expected >= 2");
     this.#sendLimit = o.sendBufferBytes ?? 1 << 20;
@@ -935,7 +945,8 @@ export class Connection implements QuantumConnection {
       this.#nextSeq >= this.#sndUna + this.#peerWindow;
     if (blocked && !this.#hasOutstanding()) {
       if (this.#persistDeadline === Infinity) {
-        this.#persistDeadline = now + this.#rtt.rto() * 2 ** this.#persistBackoff;
+        this.#persistDeadline = now +
+          Math.min(PERSIST_MAX_MS, this.#rtt.rto() * 2 ** this.#persistBackoff);
       }
     } else {
       this.#persistDeadline = Infinity;
@@ -1207,18 +1218,20 @@ export class Connection implements QuantumConnection {
     this.#segments.clear();
     this.#outOfOrder.clear();
     this.#sendQueue = [];
-    let lingerAck: Uint8Array | null = null;
-    if (info.reason === "closed" && wasOpen) {
-      lingerAck = encodePacket({
-        flags: FLAG.ACK,
-        connectionId: this.id,
-        seq: this.#nextSeq,
-        ack: this.#rcvNext,
-        ackInfo: { window: 0, ackDelayMicros: 0, sack: [] },
-        payload: EMPTY,
-      });
-    }
-    this.#released = this.#host.onClosed(this, lingerAck, Math.min(1000, 3 * this.#rtt.rto()));
+    const graceful = info.reason === "closed" && wasOpen;
+    const final = encodePacket({
+      flags: graceful ? FLAG.ACK : FLAG.RST | FLAG.ACK,
+      connectionId: this.id,
+      seq: this.#nextSeq,
+      ack: this.#rcvNext,
+      ackInfo: { window: 0, ackDelayMicros: 0, sack: [] },
+      payload: EMPTY,
+    });
+    this.#released = this.#host.onClosed(
+      this,
+      { packet: final, graceful },
+      Math.min(1000, 3 * this.#rtt.rto()),
+    );
     this.#resolveClosed(info);
   }
 }

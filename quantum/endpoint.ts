@@ -20,6 +20,7 @@ import {
   type ConnectionHost,
   type ConnectionOptions,
   type DropReason,
+  type FinalPacket,
   type QuantumConnection,
 } from "./connection.ts";
 import { CookieJar } from "./cookie.ts";
@@ -95,9 +96,14 @@ export interface QuantumListener extends AsyncIterable<QuantumConnection> {
 }
 
 interface Linger {
-  ack: Uint8Array;
+  /** Final ACK (graceful close) or RST (any other close). */
+  reply: Uint8Array;
+  graceful: boolean;
   expires: number;
 }
+
+/** How long a listener answers for a connection it reset (the cookie validity). */
+const RESET_LINGER_MS = 10_000;
 
 const MAX_LINGER = 4096;
 
@@ -133,17 +139,22 @@ class Endpoint implements ConnectionHost {
     this.packetConn.send(datagram, addr);
   }
 
-  onClosed(conn: Connection, lingerAck: Uint8Array | null, lingerMs: number): Promise<void> | void {
+  onClosed(conn: Connection, final: FinalPacket, lingerMs: number): Promise<void> | void {
     if (this.connections.get(conn.id) === conn) this.connections.delete(conn.id);
-    if (lingerAck) {
-      this.#pruneLinger(this.clock.now());
+    if (!this.#closed) {
+      const now = this.clock.now();
+      this.#pruneLinger(now);
       if (this.#lingering.size >= MAX_LINGER) {
         const oldest = this.#lingering.keys().next().value;
         if (oldest !== undefined) this.#lingering.delete(oldest);
       }
-      this.#lingering.set(conn.id, { ack: lingerAck, expires: this.clock.now() + lingerMs });
+      this.#lingering.set(conn.id, {
+        reply: final.packet,
+        graceful: final.graceful,
+        expires: now + (final.graceful ? lingerMs : RESET_LINGER_MS),
+      });
     }
-    return this.onConnectionClosed(conn, lingerAck ? lingerMs : 0);
+    return this.onConnectionClosed(conn, final.graceful ? lingerMs : 0);
   }
 
   async close(): Promise<void> {
@@ -168,7 +179,7 @@ class Endpoint implements ConnectionHost {
         if (this.#closed) return;
         throw error;
       }
-      if (!received) return;
+      if (!received || this.#closed) return;
       const [data, from] = received;
       this.datagramsReceived++;
       const now = this.clock.now();
@@ -185,8 +196,10 @@ class Endpoint implements ConnectionHost {
       }
       const linger = this.#lingering.get(packet.connectionId);
       if (linger && linger.expires > now) {
-        if (packet.payload.length > 0 || packet.flags & FLAG.FIN) {
-          this.send(linger.ack.slice(), from);
+        if (linger.graceful) {
+          if (packet.payload.length > 0 || packet.flags & FLAG.FIN) this.send(linger.reply, from);
+        } else if (!(packet.flags & (FLAG.RST | FLAG.SYN))) {
+          this.send(linger.reply, from);
         }
         continue;
       }
@@ -253,7 +266,7 @@ export function listen(options: ListenOptions = {}): QuantumListener {
       );
       return;
     }
-    if (flags & FLAG.URG && packet.handshake && !(flags & FLAG.SYN)) {
+    if (flags & FLAG.URG && packet.handshake && !(flags & FLAG.SYN) && !endpoint.isClosed) {
       if (!jar.verify(packet.handshake.cookie, from, packet.connectionId, now)) {
         return endpoint.drop("bad_cookie");
       }

@@ -37,6 +37,8 @@ export interface PacketConnStats {
 export class UdpPacketConn implements PacketConn {
   #socket: Deno.DatagramConn;
   #closed = false;
+  #sending = 0;
+  #socketClosed = false;
   /** Send failures (e.g. ECONNREFUSED after an ICMP unreachable). */
   sendErrors = 0;
 
@@ -67,14 +69,25 @@ export class UdpPacketConn implements PacketConn {
 
   send(data: Uint8Array, addr: Deno.NetAddr): void {
     if (this.#closed) return;
+    this.#sending++;
     this.#socket.send(data, addr).catch(() => {
       this.sendErrors++;
+    }).finally(() => {
+      this.#sending--;
+      if (this.#closed && this.#sending === 0) this.#closeSocket();
     });
   }
 
+  /** Close; datagrams already handed to `send` still leave first. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#sending === 0) this.#closeSocket();
+  }
+
+  #closeSocket(): void {
+    if (this.#socketClosed) return;
+    this.#socketClosed = true;
     try {
       this.#socket.close();
     } catch (error) {

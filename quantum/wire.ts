@@ -27,8 +27,8 @@ export const MAX_SACK_BLOCKS = 8;
 export const MAX_COOKIE_SIZE = 32;
 /** Largest datagram Quantum sends (fits the IPv6 minimum MTU of 1280 minus IP/UDP headers). */
 export const MAX_DATAGRAM_SIZE = 1232;
-/** Largest payload of a data packet: leaves room for the header, a full ACK extension, FEC. */
-export const MAX_PAYLOAD_SIZE = 1100;
+/** Largest payload of a data packet: room for the header, cookie echo, full ACK extension, FEC. */
+export const MAX_PAYLOAD_SIZE = 1088;
 
 /** Flag bits (byte 5). */
 export const FLAG = {

@@ -1,0 +1,268 @@
+/**
+ * A real-socket UDP impairment relay: clients send to the relay, the relay forwards to the
+ * target through one upstream socket per client (like a NAT) and applies seeded impairments
+ * in each direction. `rebind()` moves every client to a fresh upstream port, so the server
+ * sees its peers change address mid-connection (migration).
+ *
+ * CLI: `deno task relay --listen 9001 --target 127.0.0.1:9000 --loss 0.05 --delay 5`
+ * (send SIGHUP, or type `rebind` on stdin, to rebind).
+ *
+ * @example
+ * ```ts
+ * const relay = startRelay({ target: { hostname: "127.0.0.1", port: 9000 }, impairments: { loss: 0.05 } });
+ * const conn = await dial({ hostname: "127.0.0.1", port: relay.addr.port });
+ * relay.rebind();
+ * await relay.close();
+ * ```
+ * @module
+ */
+import { Impairer, type Impairments, type ImpairmentStats } from "./impairments.ts";
+
+/** Options for {@linkcode startRelay}. */
+export interface RelayOptions {
+  /** Where the relay listens (default 127.0.0.1, any port). */
+  listen?: { hostname?: string; port?: number };
+  /** Where it forwards to. */
+  target: { hostname: string; port: number };
+  /** Impairments applied in both directions (each direction has its own seeded impairer). */
+  impairments?: Impairments;
+  /** Override for the server → client direction. */
+  downstreamImpairments?: Impairments;
+}
+
+/** Relay counters. */
+export interface RelayStats {
+  /** Client → server. */
+  upstream: ImpairmentStats;
+  /** Server → client. */
+  downstream: ImpairmentStats;
+  /** Clients seen. */
+  clients: number;
+  /** Rebinds done. */
+  rebinds: number;
+}
+
+/** A running relay. */
+export interface Relay extends AsyncDisposable {
+  /** The address clients send to. */
+  readonly addr: Deno.NetAddr;
+  /** Move every client to a new upstream socket (new source port at the server). */
+  rebind(): void;
+  /** Change impairments in both directions. */
+  setImpairments(impairments: Impairments): void;
+  /** Counters. */
+  stats(): RelayStats;
+  /** Stop: close all sockets and cancel pending deliveries. */
+  close(): Promise<void>;
+}
+
+interface Client {
+  addr: Deno.NetAddr;
+  upstream: Deno.DatagramConn;
+  loop: Promise<void>;
+}
+
+/** Start a relay. */
+export function startRelay(options: RelayOptions): Relay {
+  const front = Deno.listenDatagram({
+    hostname: options.listen?.hostname ?? "127.0.0.1",
+    port: options.listen?.port ?? 0,
+    transport: "udp",
+  });
+  const target: Deno.NetAddr = { transport: "udp", ...options.target };
+  const baseSeed = options.impairments?.seed ?? 1;
+  const up = new Impairer({ ...options.impairments, seed: baseSeed });
+  const down = new Impairer({
+    ...(options.downstreamImpairments ?? options.impairments),
+    seed: (options.downstreamImpairments?.seed ?? baseSeed) + 1,
+  });
+  const clients = new Map<string, Client>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  let closed = false;
+  let rebinds = 0;
+
+  function forward(
+    impairer: Impairer,
+    data: Uint8Array,
+    send: (bytes: Uint8Array) => void,
+  ): void {
+    for (const { delayMs, data: copy } of impairer.process(data, performance.now())) {
+      if (delayMs < 0.5) {
+        send(copy);
+        continue;
+      }
+      const handle = setTimeout(() => {
+        timers.delete(handle);
+        if (!closed) send(copy);
+      }, delayMs);
+      timers.add(handle);
+    }
+  }
+
+  function safeSend(socket: Deno.DatagramConn, bytes: Uint8Array, to: Deno.NetAddr): void {
+    socket.send(bytes, to).catch(() => {/* socket closed or ICMP error: a lost datagram */});
+  }
+
+  function openUpstream(client: { addr: Deno.NetAddr }): Client {
+    const upstream = Deno.listenDatagram({ hostname: "0.0.0.0", port: 0, transport: "udp" });
+    const entry: Client = { addr: client.addr, upstream, loop: Promise.resolve() };
+    entry.loop = (async () => {
+      const buffer = new Uint8Array(65536);
+      while (true) {
+        let data: Uint8Array;
+        try {
+          [data] = await upstream.receive(buffer);
+        } catch (error) {
+          if (error instanceof Deno.errors.ConnectionRefused) continue;
+          return; // closed
+        }
+        forward(down, data, (bytes) => safeSend(front, bytes, entry.addr));
+      }
+    })();
+    return entry;
+  }
+
+  const frontLoop = (async () => {
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      let data: Uint8Array;
+      let from: Deno.NetAddr;
+      try {
+        const [d, a] = await front.receive(buffer);
+        data = d;
+        from = a as Deno.NetAddr;
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionRefused) continue;
+        return;
+      }
+      const key = `${from.hostname}:${from.port}`;
+      let client = clients.get(key);
+      if (!client) {
+        client = openUpstream({ addr: { ...from } });
+        clients.set(key, client);
+      }
+      forward(up, data, (bytes) => {
+        const current = clients.get(key);
+        if (current) safeSend(current.upstream, bytes, target);
+      });
+    }
+  })();
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    for (const handle of timers) clearTimeout(handle);
+    timers.clear();
+    front.close();
+    for (const client of clients.values()) client.upstream.close();
+    await frontLoop;
+    await Promise.all([...clients.values()].map((c) => c.loop));
+  }
+
+  return {
+    get addr() {
+      return front.addr as Deno.NetAddr;
+    },
+    rebind() {
+      if (closed) return;
+      rebinds++;
+      for (const [key, client] of clients) {
+        const old = client.upstream;
+        const fresh = openUpstream(client);
+        clients.set(key, fresh);
+        old.close();
+      }
+    },
+    setImpairments(impairments) {
+      up.update(impairments);
+      down.update(impairments);
+    },
+    stats() {
+      return {
+        upstream: { ...up.stats },
+        downstream: { ...down.stats },
+        clients: clients.size,
+        rebinds,
+      };
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+function parseArgs(args: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("--")) throw new TypeError(`Unexpected argument ${arg}`);
+    out.set(arg.slice(2), args[++i] ?? "");
+  }
+  return out;
+}
+
+function parseHostPort(value: string): { hostname: string; port: number } {
+  const index = value.lastIndexOf(":");
+  const port = Number(value.slice(index + 1));
+  if (index < 0 || !Number.isInteger(port)) throw new TypeError(`Expected host:port, got ${value}`);
+  return { hostname: value.slice(0, index) || "127.0.0.1", port };
+}
+
+async function main(args: string[]): Promise<void> {
+  const usage =
+    "usage: relay --listen [host:]port --target host:port [--loss p] [--delay ms] [--jitter ms]\n" +
+    "             [--duplicate p] [--corrupt p] [--bandwidth bytes/s] [--seed n]";
+  let flags: Map<string, string>;
+  try {
+    flags = parseArgs(args);
+    if (!flags.has("target") || !flags.has("listen")) {
+      throw new TypeError("Missing --listen or --target");
+    }
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage}`);
+    Deno.exit(2);
+  }
+  const listenArg = flags.get("listen")!;
+  const listenAddr = listenArg.includes(":")
+    ? parseHostPort(listenArg)
+    : { hostname: "0.0.0.0", port: Number(listenArg) };
+  const num = (name: string) => (flags.has(name) ? Number(flags.get(name)) : undefined);
+  const impairments: Impairments = {};
+  const set = (key: keyof Impairments, name: string) => {
+    const v = num(name);
+    if (v !== undefined) impairments[key] = v;
+  };
+  set("loss", "loss");
+  set("delayMs", "delay");
+  set("jitterMs", "jitter");
+  set("duplicate", "duplicate");
+  set("corrupt", "corrupt");
+  set("bandwidthBytesPerSec", "bandwidth");
+  set("seed", "seed");
+  const relay = startRelay({
+    listen: listenAddr,
+    target: parseHostPort(flags.get("target")!),
+    impairments,
+  });
+  console.error(
+    `relay ${relay.addr.hostname}:${relay.addr.port} -> ${flags.get("target")} ${
+      JSON.stringify(impairments)
+    } (SIGHUP or "rebind" on stdin rebinds)`,
+  );
+  Deno.addSignalListener("SIGHUP", () => relay.rebind());
+  const stop = () => {
+    console.error(JSON.stringify(relay.stats()));
+    relay.close().then(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+  for await (const chunk of lines) {
+    if (chunk.includes("rebind")) {
+      relay.rebind();
+      console.error("rebound");
+    }
+    if (chunk.includes("stats")) console.error(JSON.stringify(relay.stats()));
+  }
+  await new Promise(() => {}); // stdin closed: keep relaying until SIGINT
+}
+
+if (import.meta.main) await main(Deno.args);
