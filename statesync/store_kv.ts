@@ -3,7 +3,8 @@
  * the embedded default, so documents survive restarts.
  *
  * Layout under a prefix (default `["statesync"]`), every value the UTF-8 bytes of JSON:
- * - `head/<doc>`: the document head; its versionstamp is the optimistic check of commits
+ * - `head/<doc>`: the document's attributes (written only when they change)
+ * - `ver/<doc>`: its version and update time; its versionstamp is the optimistic check
  * - `op/<doc>/<version>`: one operation
  * - `dedupe/<doc>/<session>/<clientOpId>`: the resend de-duplication entry
  * - `conflict/<doc>/<id>` (+ `conflict_chunk/<doc>/<id>/<i>` when large)
@@ -88,7 +89,69 @@ interface Unit {
 
 interface CachedStamp {
   version: number;
+  /** Versionstamp of the document's `ver` row: the optimistic check of every commit. */
   versionstamp: string;
+  /** The stored head attributes (JSON without version and updatedAt). */
+  meta: string;
+}
+
+/** The per-commit part of a head, kept in its own small row. */
+interface VersionRow {
+  v: number;
+  u: number;
+}
+
+/** Head attributes that change rarely, as stored JSON. */
+function metaOf(head: DocumentHead): string {
+  const { version: _v, updatedAt: _u, ...rest } = head;
+  return JSON.stringify(rest);
+}
+
+function joinHead(meta: Uint8Array, row: VersionRow): DocumentHead {
+  return {
+    ...decode<Omit<DocumentHead, "version" | "updatedAt">>(meta),
+    version: row.v,
+    updatedAt: row.u,
+  };
+}
+
+/** Compact stored form of an op (document id and version live in the key). */
+interface StoredOp {
+  i: string;
+  b: number;
+  a: string;
+  s: string;
+  c: string;
+  t: number;
+  o: OperationRecord["op"];
+}
+
+function encodeOp(op: OperationRecord): Uint8Array {
+  const stored: StoredOp = {
+    i: op.id,
+    b: op.baseVersion,
+    a: op.authorId,
+    s: op.sessionId,
+    c: op.clientOpId,
+    t: op.timestamp,
+    o: op.op,
+  };
+  return encode(stored);
+}
+
+function decodeOp(documentId: string, version: number, value: unknown): OperationRecord {
+  const s = decode<StoredOp>(value);
+  return {
+    id: s.i,
+    documentId,
+    baseVersion: s.b,
+    version,
+    authorId: s.a,
+    sessionId: s.s,
+    clientOpId: s.c,
+    timestamp: s.t,
+    op: s.o,
+  };
 }
 
 /** Options for {@link KvDocumentStore}. */
@@ -130,29 +193,28 @@ export class KvDocumentStore implements DocumentStore {
   async createDocument(head: DocumentHead, content: Json): Promise<void> {
     this.#assertOpen();
     const headKey = this.#key("head", head.id);
+    const verKey = this.#key("ver", head.id);
     const snapshotMutations = this.#snapshotMutations(head.id, {
       version: head.version,
       content,
     });
-    const atomic = this.#kv.atomic().check({ key: headKey, versionstamp: null });
-    atomic.set(headKey, encode(head));
+    const meta = metaOf(head);
+    const atomic = this.#kv.atomic().check({ key: verKey, versionstamp: null });
+    atomic.set(headKey, encoder.encode(meta));
+    atomic.set(verKey, encode({ v: head.version, u: head.updatedAt } satisfies VersionRow));
     // The initial snapshot goes first when it is small; large ones follow in their own
     // transactions, so a reader can see a head before its first snapshot only briefly.
     const inline = snapshotMutations.length <= 8;
     if (inline) { for (const m of snapshotMutations) atomic.set(m.key, m.value); }
     const result = await atomic.commit();
     if (!result.ok) throw new AppError("ALREADY_EXISTS", `Document ${head.id} already exists`);
-    this.#stamps.set(head.id, { version: head.version, versionstamp: result.versionstamp });
+    this.#stamps.set(head.id, { version: head.version, versionstamp: result.versionstamp, meta });
     if (!inline) await this.#writeChunked(snapshotMutations);
   }
 
   async getHead(documentId: string): Promise<DocumentHead | null> {
     this.#assertOpen();
-    const entry = await this.#kv.get(this.#key("head", documentId));
-    if (entry.value === null || entry.versionstamp === null) return null;
-    const head = decode<DocumentHead>(entry.value);
-    this.#stamps.set(documentId, { version: head.version, versionstamp: entry.versionstamp });
-    return head;
+    return (await this.#readHeads([documentId]))[0] ?? null;
   }
 
   async listHeads(options: ListOptions): Promise<DocumentHead[]> {
@@ -161,9 +223,38 @@ export class KvDocumentStore implements DocumentStore {
     const selector: Deno.KvListSelector = options.after === undefined
       ? { prefix }
       : { prefix, start: [...prefix, options.after + "\u0000"] };
-    const heads: DocumentHead[] = [];
+    const ids: string[] = [];
     for await (const entry of this.#kv.list(selector, { limit: options.limit })) {
-      heads.push(decode<DocumentHead>(entry.value));
+      ids.push(entry.key[entry.key.length - 1] as string);
+    }
+    const heads = await this.#readHeads(ids);
+    return heads.filter((h): h is DocumentHead => h !== null);
+  }
+
+  /** Heads of `ids` (null when missing), refreshing the versionstamp cache. */
+  async #readHeads(ids: readonly string[]): Promise<(DocumentHead | null)[]> {
+    const heads: (DocumentHead | null)[] = [];
+    for (let i = 0; i < ids.length; i += 5) {
+      const slice = ids.slice(i, i + 5);
+      const entries = await this.#kv.getMany<Uint8Array[]>(
+        slice.flatMap((id) => [this.#key("head", id), this.#key("ver", id)]),
+      );
+      slice.forEach((id, j) => {
+        const meta = entries[2 * j]!;
+        const ver = entries[2 * j + 1]!;
+        if (meta.value === null || ver.value === null || ver.versionstamp === null) {
+          this.#stamps.delete(id);
+          heads.push(null);
+          return;
+        }
+        const head = joinHead(meta.value, decode<VersionRow>(ver.value));
+        this.#stamps.set(id, {
+          version: head.version,
+          versionstamp: ver.versionstamp,
+          meta: metaOf(head),
+        });
+        heads.push(head);
+      });
     }
     return heads;
   }
@@ -216,7 +307,7 @@ export class KvDocumentStore implements DocumentStore {
     for (const op of request.ops) {
       const mutations: Mutation[] = [{
         key: this.#key("op", request.documentId, op.version),
-        value: encode(op),
+        value: encodeOp(op),
       }];
       const dedupe = dedupeByOp.get(op.id);
       if (dedupe) mutations.push(this.#dedupeMutation(request.documentId, dedupe));
@@ -288,22 +379,7 @@ export class KvDocumentStore implements DocumentStore {
     const missing = live.filter((u) =>
       this.#stamps.get(u.documentId)?.version !== u.expectedVersion
     );
-    for (let i = 0; i < missing.length; i += 10) {
-      const slice = missing.slice(i, i + 10);
-      const entries = await this.#kv.getMany(slice.map((u) => this.#key("head", u.documentId)));
-      entries.forEach((entry, j) => {
-        const unit = slice[j]!;
-        if (entry.value === null || entry.versionstamp === null) {
-          this.#stamps.delete(unit.documentId);
-          return;
-        }
-        const head = decode<DocumentHead>(entry.value);
-        this.#stamps.set(unit.documentId, {
-          version: head.version,
-          versionstamp: entry.versionstamp,
-        });
-      });
-    }
+    if (missing.length > 0) await this.#readHeads(missing.map((u) => u.documentId));
     const ready: Unit[] = [];
     for (const unit of live) {
       if (this.#stamps.get(unit.documentId)?.version === unit.expectedVersion) ready.push(unit);
@@ -323,11 +399,16 @@ export class KvDocumentStore implements DocumentStore {
   async #tryCommit(units: Unit[]): Promise<boolean> {
     const atomic = this.#kv.atomic();
     for (const unit of units) {
-      const headKey = this.#key("head", unit.documentId);
+      const verKey = this.#key("ver", unit.documentId);
       const stamp = this.#stamps.get(unit.documentId)!;
-      atomic.check({ key: headKey, versionstamp: stamp.versionstamp });
+      atomic.check({ key: verKey, versionstamp: stamp.versionstamp });
       for (const m of unit.mutations) atomic.set(m.key, m.value);
-      atomic.set(headKey, encode(unit.head));
+      const meta = metaOf(unit.head);
+      if (meta !== stamp.meta) atomic.set(this.#key("head", unit.documentId), encoder.encode(meta));
+      atomic.set(
+        verKey,
+        encode({ v: unit.head.version, u: unit.head.updatedAt } satisfies VersionRow),
+      );
     }
     const result = await atomic.commit();
     if (!result.ok) return false;
@@ -335,15 +416,18 @@ export class KvDocumentStore implements DocumentStore {
       this.#stamps.set(unit.documentId, {
         version: unit.head.version,
         versionstamp: result.versionstamp,
+        meta: metaOf(unit.head),
       });
     }
     return true;
   }
 
   #dedupeMutation(documentId: string, dedupe: DedupeEntry): Mutation {
+    // The common case (applied, no conflicts) is just the version: the op row has the rest.
+    const plain = !dedupe.held && dedupe.conflictIds.length === 0 && dedupe.version > 0;
     return {
       key: this.#key("dedupe", documentId, dedupe.sessionId, dedupe.clientOpId),
-      value: encode(dedupe),
+      value: encode(plain ? dedupe.version : dedupe),
     };
   }
 
@@ -421,7 +505,9 @@ export class KvDocumentStore implements DocumentStore {
       start: this.#key("op", documentId, fromVersion + 1),
       end: this.#key("op", documentId, toVersion + 1),
     }, { limit: Math.min(limit, toVersion - fromVersion), batchSize: 500 });
-    for await (const entry of iterator) ops.push(decode<OperationRecord>(entry.value));
+    for await (const entry of iterator) {
+      ops.push(decodeOp(documentId, entry.key[entry.key.length - 1] as number, entry.value));
+    }
     return ops;
   }
 
@@ -467,7 +553,21 @@ export class KvDocumentStore implements DocumentStore {
   ): Promise<DedupeEntry | null> {
     this.#assertOpen();
     const entry = await this.#kv.get(this.#key("dedupe", documentId, sessionId, clientOpId));
-    return entry.value === null ? null : decode<DedupeEntry>(entry.value);
+    if (entry.value === null) return null;
+    const stored = decode<DedupeEntry | number>(entry.value);
+    if (typeof stored !== "number") return stored;
+    const [op] = await this.getOps(documentId, stored - 1, stored);
+    if (op === undefined) {
+      throw new AppError("DATA_LOSS", `Operation ${stored} of ${documentId} is missing`);
+    }
+    return {
+      sessionId,
+      clientOpId,
+      operationId: op.id,
+      version: stored,
+      held: false,
+      conflictIds: [],
+    };
   }
 
   async getConflict(documentId: string, conflictId: string): Promise<ConflictRecord | null> {
@@ -522,9 +622,9 @@ export class KvDocumentStore implements DocumentStore {
   async counts(): Promise<StoreCounts> {
     this.#assertOpen();
     const counts: StoreCounts = { documents: 0, operations: 0, conflicts: 0, openConflicts: 0 };
-    for await (const entry of this.#kv.list({ prefix: this.#key("head") })) {
+    for await (const entry of this.#kv.list({ prefix: this.#key("ver") })) {
       counts.documents++;
-      counts.operations += decode<DocumentHead>(entry.value).version;
+      counts.operations += decode<VersionRow>(entry.value).v;
     }
     for await (const entry of this.#kv.list({ prefix: this.#key("conflict") })) {
       counts.conflicts++;
