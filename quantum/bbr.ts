@@ -347,7 +347,7 @@ export class Bbr implements CongestionController {
 
   /** Target inflight for a gain, with headroom for send batching (bbr_quantization_budget). */
   #inflight(bandwidth: number, gain: number): number {
-    const quantum = Math.max(2 * this.#mss, Math.min(this.#pacingRate / 1000, 64 * 1024));
+    const quantum = Math.max(2 * this.#mss, Math.ceil(Math.min(this.#pacingRate / 1000, 65_536)));
     let cwnd = this.#bdp(bandwidth, gain) + BBR_QUANTIZATION_QUANTA * quantum;
     if (this.#mode === "probe_bw" && this.#cycleIndex === 0) cwnd += 2 * this.#mss;
     return cwnd;
