@@ -8,10 +8,11 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
-import { loadConfig } from "../kernel/mod.ts";
+import { ConfigError, loadConfig } from "../kernel/mod.ts";
 import { needs } from "../kernel/testing.ts";
 import { configSchema, envPrefix, type ServiceName, SERVICES } from "../deploy/services.ts";
 import { HEALTHCHECK, TARGETS } from "../deploy/build.ts";
+import { type ConfigRow, configRows, README_PATH, renderReadme } from "../deploy/config_docs.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const K8S = `${ROOT}deploy/kubernetes`;
@@ -570,3 +571,43 @@ for (const target of TARGETS) {
     },
   });
 }
+
+// ---- configuration reference (deploy/README.md) ----
+
+Deno.test("deploy/README.md's configuration reference is what deno task config:docs generates from the schemas", async () => {
+  const readme = await Deno.readTextFile(README_PATH);
+  const rendered = await renderReadme(readme);
+  assert.ok(rendered === readme, "deploy/README.md is stale: run `deno task config:docs`");
+  assert.equal(new URL(README_PATH, "file:").pathname, `${ROOT}deploy/README.md`);
+});
+
+Deno.test("every documented environment override sets its key through the config loader", async () => {
+  let alone = 0;
+  for (const { name } of SERVICES) {
+    const schema = await configSchema(name);
+    if (!schema) continue;
+    const rows = await configRows(name);
+    const envText = (row: ConfigRow) => {
+      const value: unknown = JSON.parse(row.defaultValue);
+      return typeof value === "string" ? value : JSON.stringify(value);
+    };
+    for (const row of rows) {
+      if (row.defaultValue === "(unset)") continue;
+      // Keys documented as needing others get them (at their defaults); others go alone.
+      const group = [row, ...rows.filter((r) => row.requires?.includes(r.key))];
+      const env = Object.fromEntries(group.map((r) => [r.env, envText(r)]));
+      const config: unknown = await loadConfig(schema, { service: name, env });
+      assert.deepEqual(get(config, row.key.split(".")), JSON.parse(row.defaultValue), row.env);
+      if (row.requires === undefined) alone++;
+      else {
+        // The note is needed: alone, the override is refused.
+        await assert.rejects(
+          loadConfig(schema, { service: name, env: { [row.env]: envText(row) } }),
+          ConfigError,
+          `${row.env} is documented as needing other keys but loads alone`,
+        );
+      }
+    }
+  }
+  assert.ok(alone > 0);
+});
