@@ -1,0 +1,308 @@
+/**
+ * StateSync gRPC benchmark (`deno task bench:statesync-grpc`): acknowledged (durable) ops
+ * per second through the SubmitOperations bidirectional stream — the gateway's hot path —
+ * with p50/p99 latency from send to result, next to unary ApplyOperation for comparison.
+ *
+ * The server is `statesync/main.ts` in its own process with the Deno KV store in a temp
+ * directory (as deployed); this process is the load generator. One run with both in one
+ * process is reported too. Ops are text inserts spread over 100 documents, each made
+ * against the last version this client saw for its document (so in-flight ops are stale
+ * and get transformed).
+ *
+ * Options: `--quick` runs smaller counts (a smoke run).
+ * @module
+ */
+import { type ClientDuplexStream, credentials, type ServiceError } from "@grpc/grpc-js";
+import { freePort } from "../../kernel/testing.ts";
+import * as pb from "../../proto/gen/statesync.ts";
+import { HealthClient } from "../../proto/gen/health.ts";
+import { opToProto, startStateSyncService, StateSyncConfigSchema } from "../../statesync/mod.ts";
+
+const QUICK = Deno.args.includes("--quick");
+const DOCS = 100;
+const STREAM_OPS = QUICK ? 5_000 : 20_000;
+const UNARY_OPS = QUICK ? 1_000 : 4_000;
+
+interface Result {
+  label: string;
+  ops: number;
+  seconds: number;
+  latencies: Float64Array;
+  errors: number;
+}
+
+function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown) {
+  return new Promise<T>((resolve, reject) => {
+    start((error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+}
+
+function row(result: Result): string {
+  const sorted = result.latencies.slice().sort();
+  const rate = (result.ops / result.seconds).toFixed(0);
+  return `| ${result.label} | ${result.ops} | ${result.seconds.toFixed(2)} | ${rate} | ${
+    percentile(sorted, 0.5).toFixed(2)
+  } | ${percentile(sorted, 0.99).toFixed(2)} | ${result.errors} |`;
+}
+
+const insert = opToProto([{
+  path: ["text"],
+  action: { type: "text_insert", offset: 0, text: "x" },
+}]);
+
+async function createDocs(client: pb.StateSyncServiceClient): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < DOCS; i++) {
+    const doc = await rpc<pb.Document>((cb) =>
+      client.createDocument(
+        pb.CreateDocumentRequest.fromPartial({
+          actorId: "bench",
+          name: `doc ${i}`,
+          type: pb.DocumentType.DOCUMENT_TYPE_TEXT,
+        }),
+        cb,
+      )
+    );
+    ids.push(doc.id);
+  }
+  return ids;
+}
+
+/** `total` ops over `streams` SubmitOperations streams, `inFlight` outstanding per stream. */
+async function submitLoad(
+  label: string,
+  client: pb.StateSyncServiceClient,
+  docs: string[],
+  options: { total: number; streams: number; inFlight: number },
+): Promise<Result> {
+  const latencies = new Float64Array(options.total);
+  const known = new Map(docs.map((id) => [id, 0]));
+  let issued = 0;
+  let errors = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: options.streams }, () =>
+      new Promise<void>((resolve, reject) => {
+        const stream: ClientDuplexStream<pb.SubmitRequest, pb.SubmitResult> = client
+          .submitOperations();
+        const sentAt = new Map<string, [number, number]>();
+        let outstanding = 0;
+        const send = () => {
+          while (outstanding < options.inFlight && issued < options.total) {
+            const i = issued++;
+            const documentId = docs[i % docs.length]!;
+            const requestId = String(i);
+            sentAt.set(requestId, [i, performance.now()]);
+            outstanding++;
+            stream.write({
+              requestId,
+              apply: {
+                actorId: "bench",
+                operation: pb.Operation.fromPartial({
+                  documentId,
+                  baseVersion: known.get(documentId) ?? 0,
+                  sessionId: "bench",
+                  clientOpId: requestId,
+                  components: insert,
+                }),
+              },
+            });
+          }
+          if (outstanding === 0 && issued >= options.total) stream.end();
+        };
+        stream.on("data", (result: pb.SubmitResult) => {
+          const [i, t] = sentAt.get(result.requestId)!;
+          sentAt.delete(result.requestId);
+          latencies[i] = performance.now() - t;
+          outstanding--;
+          if (result.outcome?.$case === "applied") {
+            const op = result.outcome.value.operation!;
+            if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
+          } else {
+            errors++;
+          }
+          send();
+        });
+        stream.on("end", resolve);
+        stream.on("error", reject);
+        send();
+      })),
+  );
+  return {
+    label,
+    ops: options.total,
+    seconds: (performance.now() - started) / 1000,
+    latencies,
+    errors,
+  };
+}
+
+/** `total` unary ApplyOperation calls with `concurrency` in flight. */
+async function unaryLoad(
+  label: string,
+  client: pb.StateSyncServiceClient,
+  docs: string[],
+  total: number,
+  concurrency: number,
+): Promise<Result> {
+  const latencies = new Float64Array(total);
+  const known = new Map(docs.map((id) => [id, 0]));
+  let next = 0;
+  let errors = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) {
+      const i = next++;
+      const documentId = docs[i % docs.length]!;
+      const t = performance.now();
+      try {
+        const result = await rpc<pb.ApplyOperationResponse>((cb) =>
+          client.applyOperation({
+            actorId: "bench",
+            operation: pb.Operation.fromPartial({
+              documentId,
+              baseVersion: known.get(documentId) ?? 0,
+              sessionId: "bench-unary",
+              clientOpId: String(i),
+              components: insert,
+            }),
+          }, cb)
+        );
+        if (result.version > (known.get(documentId) ?? 0)) known.set(documentId, result.version);
+      } catch {
+        errors++;
+      }
+      latencies[i] = performance.now() - t;
+    }
+  }));
+  return { label, ops: total, seconds: (performance.now() - started) / 1000, latencies, errors };
+}
+
+async function waitServing(address: string): Promise<void> {
+  const health = new HealthClient(address, credentials.createInsecure());
+  try {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      try {
+        await rpc((cb) => health.check({ service: "" }, cb));
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    throw new Error("statesync service did not start");
+  } finally {
+    health.close();
+  }
+}
+
+async function scenarios(address: string, where: string, all: boolean): Promise<string[]> {
+  const client = new pb.StateSyncServiceClient(address, credentials.createInsecure());
+  try {
+    const docs = await createDocs(client);
+    // Warm-up (JIT, KV file, documents loaded).
+    await submitLoad("warm-up", client, docs, { total: 2000, streams: 1, inFlight: 256 });
+    const rows: string[] = [];
+    const plans = all
+      ? [{ streams: 1, inFlight: 256 }, { streams: 1, inFlight: 1024 }, {
+        streams: 4,
+        inFlight: 256,
+      }]
+      : [{ streams: 1, inFlight: 1024 }];
+    for (const plan of plans) {
+      const label =
+        `${where}: SubmitOperations, ${plan.streams} stream(s) x ${plan.inFlight} in flight`;
+      rows.push(row(await submitLoad(label, client, docs, { total: STREAM_OPS, ...plan })));
+    }
+    if (all) {
+      const label = `${where}: unary ApplyOperation, 32 in flight`;
+      rows.push(row(await unaryLoad(label, client, docs, UNARY_OPS, 32)));
+    }
+    return rows;
+  } finally {
+    client.close();
+  }
+}
+
+async function childServer(storage: "kv" | "memory", dataDir: string) {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../../statesync/main.ts", import.meta.url).pathname],
+    env: {
+      AETHERFLOW_STATESYNC_PORT: String(port),
+      AETHERFLOW_STATESYNC_DATA_DIR: dataDir,
+      AETHERFLOW_STATESYNC_STORAGE: storage,
+      AETHERFLOW_STATESYNC_LOG_LEVEL: "warn",
+    },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const address = `127.0.0.1:${port}`;
+  try {
+    await waitServing(address);
+  } catch (error) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw error;
+  }
+  return {
+    address,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+const dataDir = await Deno.makeTempDir({ prefix: "aetherflow-statesync-bench-" });
+const rows: string[] = [];
+try {
+  // 1. Server in its own process (as deployed), durable KV store, then the memory store
+  //    (no durability) to show what the transport and engine cost without the disk.
+  for (const storage of ["kv", "memory"] as const) {
+    const server = await childServer(storage, `${dataDir}/${storage}`);
+    try {
+      rows.push(...await scenarios(server.address, `2 processes, ${storage}`, storage === "kv"));
+    } finally {
+      await server.stop();
+    }
+  }
+  // 2. Server and client in one process.
+  const config = StateSyncConfigSchema.parse({
+    port: 0,
+    storage: "kv",
+    dataDir: `${dataDir}/inproc`,
+    logLevel: "warn",
+  });
+  const service = await startStateSyncService(config);
+  try {
+    const client = new pb.StateSyncServiceClient(service.address, credentials.createInsecure());
+    const docs = await createDocs(client);
+    await submitLoad("warm-up", client, docs, { total: 2000, streams: 1, inFlight: 256 });
+    rows.push(row(
+      await submitLoad("1 process, kv: SubmitOperations, 1 stream x 1024 in flight", client, docs, {
+        total: STREAM_OPS,
+        streams: 1,
+        inFlight: 1024,
+      }),
+    ));
+    client.close();
+  } finally {
+    await service.shutdown();
+  }
+} finally {
+  await Deno.remove(dataDir, { recursive: true });
+}
+
+console.log(
+  `\nStateSync gRPC benchmark — Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores,`,
+);
+console.log(
+  `${DOCS} documents, text inserts, each stale by the ops in flight on its document\n`,
+);
+console.log("| scenario | ops | s | ops/s | p50 ms | p99 ms | errors |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
+for (const line of rows) console.log(line);
