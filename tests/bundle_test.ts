@@ -139,15 +139,18 @@ Deno.test({
   async fn() {
     await using dir = await tempDir("aetherflow-bundle-");
     const dist = `${dir.path}/dist`;
-    const built = await build("bundle", { outDir: dist, only: ["session", "statesync"] });
-    assert.equal(built.length, 2);
+    const built = await build("bundle", {
+      outDir: dist,
+      only: ["session", "statesync", "healthcheck"],
+    });
+    assert.equal(built.length, 3);
     for (const artifact of built) {
       const text = await Deno.readTextFile(artifact.path);
       // Self-contained: no npm:, jsr: or relative imports left for the runtime to resolve.
       assert.doesNotMatch(text, /from\s+["'](npm:|jsr:|\.\.?\/)/, artifact.path);
     }
     const services = [];
-    for (const artifact of built) {
+    for (const artifact of built.filter((a) => a.target.name !== "healthcheck")) {
       const name = artifact.target.name;
       const port = freePort();
       const quantumPort = freeUdpPort();
@@ -166,6 +169,28 @@ Deno.test({
           HealthCheckResponse_ServingStatus.SERVING,
           `${name} health`,
         );
+      }
+      // The container's health-check tool, as shipped, agrees: 0 for SERVING, 1 when down.
+      const healthcheck = built.find((a) => a.target.name === "healthcheck")!.path;
+      const closed = freePort();
+      for (
+        const [target, expected] of [
+          [`grpc://127.0.0.1:${services[0]!.port}`, 0],
+          [`grpc://127.0.0.1:${services[1]!.port}`, 0],
+          [`grpc://127.0.0.1:${closed}`, 1],
+          [`http://127.0.0.1:${closed}/ping`, 1],
+        ] as const
+      ) {
+        const denoDir = await Deno.makeTempDir({ dir: dir.path, prefix: "deno-dir-" });
+        const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--no-config", "--cached-only", healthcheck, target],
+          cwd: dir.path,
+          clearEnv: true,
+          env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: denoDir },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(code, expected, `${target}: ${new TextDecoder().decode(stdout)}`);
       }
     } finally {
       for (const { name, running } of services) {
