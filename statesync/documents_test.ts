@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { AppError, newId } from "../kernel/mod.ts";
+import { tempDir } from "../kernel/testing.ts";
 import { ManualClock } from "./_clock.ts";
 import { DocumentManager, type DocumentManagerOptions } from "./documents.ts";
 import type { DocEvent } from "./events.ts";
@@ -607,9 +608,12 @@ Deno.test("loading a document with a long history reads only the ops after its l
 /** A Deno KV store (in memory) that counts its commit calls. */
 class CountingKvStore extends KvDocumentStore {
   commits = 0;
-  override commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
+  conflicts = 0;
+  override async commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
     this.commits++;
-    return super.commit(requests);
+    const outcomes = await super.commit(requests);
+    this.conflicts += outcomes.filter((o) => o === "version_conflict").length;
+    return outcomes;
   }
 }
 
@@ -756,4 +760,40 @@ Deno.test("stats() counts documents, operations, conflicts and open conflicts", 
   );
   assert.equal(stats.transforms, 1);
   assert.ok(doc.id);
+});
+
+Deno.test("two managers on one Deno KV file race, retry the transform and lose nothing", async () => {
+  await using dir = await tempDir("statesync-race-");
+  const path = `${dir.path}/race.kv`;
+  await using storeA = new CountingKvStore(await Deno.openKv(path), { ownsKv: true });
+  await using storeB = new CountingKvStore(await Deno.openKv(path), { ownsKv: true });
+  const a = new DocumentManager(storeA, {});
+  const b = new DocumentManager(storeB, {});
+  try {
+    const doc = await a.create("alice", { name: "Race", type: "text", content: { text: "" } });
+    const work = (m: DocumentManager, tag: string) =>
+      Promise.all(Array.from({ length: 15 }, (_, i) =>
+        m.apply("alice", {
+          documentId: doc.id,
+          baseVersion: 0,
+          sessionId: tag,
+          clientOpId: `${i}`,
+          op: [{ path: ["text"], action: { type: "text_insert", offset: 0, text: tag } }],
+        })));
+    const [ra, rb] = await Promise.all([work(a, "a"), work(b, "b")]);
+    const versions = [...ra, ...rb].map((r) => r.version).sort((x, y) => x - y);
+    assert.deepEqual(versions, Array.from({ length: 30 }, (_, i) => i + 1));
+    assert.ok(storeA.conflicts + storeB.conflicts > 0, "expected at least one lost race");
+    // A manager sees another instance's commits when it next loses a race or reloads.
+    const fresh = new DocumentManager(storeA, {});
+    const final = await fresh.get("alice", doc.id);
+    const text = (final.content as { text: string }).text;
+    assert.equal(text.split("a").length - 1, 15);
+    assert.equal(text.split("b").length - 1, 15);
+    assert.deepEqual(await replay(fresh, "alice", doc.id), final.content);
+    await fresh.close();
+  } finally {
+    await a.close();
+    await b.close();
+  }
 });

@@ -57,6 +57,29 @@ function decode<T>(value: unknown): T {
   return JSON.parse(decoder.decode(value)) as T;
 }
 
+/**
+ * Commit, retrying while SQLite reports the database locked by another connection
+ * (another process or handle on the same file): such a commit was not applied.
+ * @throws {AppError} UNAVAILABLE when the database stays locked
+ */
+async function commitAtomic(
+  atomic: Deno.AtomicOperation,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await atomic.commit();
+    } catch (error) {
+      if (!(error instanceof Error) || !/database is locked|busy/i.test(error.message)) throw error;
+      if (attempt >= 50) {
+        throw new AppError("UNAVAILABLE", "Document store is locked by another writer", {
+          cause: error,
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, 1 + attempt * 2)));
+    }
+  }
+}
+
 /** Approximate encoded size of a key (strings + framing per part). */
 function keyBytes(key: Deno.KvKey): number {
   let n = 0;
@@ -206,7 +229,7 @@ export class KvDocumentStore implements DocumentStore {
     // transactions, so a reader can see a head before its first snapshot only briefly.
     const inline = snapshotMutations.length <= 8;
     if (inline) { for (const m of snapshotMutations) atomic.set(m.key, m.value); }
-    const result = await atomic.commit();
+    const result = await commitAtomic(atomic);
     if (!result.ok) throw new AppError("ALREADY_EXISTS", `Document ${head.id} already exists`);
     this.#stamps.set(head.id, { version: head.version, versionstamp: result.versionstamp, meta });
     if (!inline) await this.#writeChunked(snapshotMutations);
@@ -410,7 +433,7 @@ export class KvDocumentStore implements DocumentStore {
         encode({ v: unit.head.version, u: unit.head.updatedAt } satisfies VersionRow),
       );
     }
-    const result = await atomic.commit();
+    const result = await commitAtomic(atomic);
     if (!result.ok) return false;
     for (const unit of units) {
       this.#stamps.set(unit.documentId, {
@@ -481,7 +504,7 @@ export class KvDocumentStore implements DocumentStore {
     for (const m of mutations) {
       const size = m.value.length + keyBytes(m.key);
       if (count > 0 && (count + 1 > MAX_MUTATIONS || bytes + size > MAX_MUTATION_BYTES)) {
-        await atomic.commit();
+        await commitAtomic(atomic);
         atomic = this.#kv.atomic();
         count = bytes = 0;
       }
@@ -489,7 +512,7 @@ export class KvDocumentStore implements DocumentStore {
       count++;
       bytes += size;
     }
-    if (count > 0) await atomic.commit();
+    if (count > 0) await commitAtomic(atomic);
   }
 
   async getOps(
