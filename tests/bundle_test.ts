@@ -129,73 +129,162 @@ function serviceEnv(name: string, port: number, quantumPort: number, dataDir: st
 
 const session = present("session");
 const statesync = present("statesync");
+const gateway = present("gateway");
 const missing = [session ? "" : "session/main.ts", statesync ? "" : "statesync/main.ts"]
   .filter(Boolean);
 
+/** JSON request to the gateway; returns the status and the envelope's `data`. */
+async function api(
+  base: string,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown } = {},
+): Promise<{ status: number; data: Record<string, unknown> }> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      "content-type": "application/json",
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+    },
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const envelope = await response.json();
+  return { status: response.status, data: envelope.data ?? envelope };
+}
+
 Deno.test({
-  name: "session and statesync bundles run with an empty Deno cache and serve gRPC health" +
+  name: "bundles run with an empty Deno cache: gRPC health, the health-check tool and a " +
+    "gateway login + document operation" +
     (missing.length ? ` [NOT RUN: ${missing.join(", ")} not in the tree yet]` : ""),
   ignore: missing.length > 0,
-  async fn() {
+  async fn(t) {
     await using dir = await tempDir("aetherflow-bundle-");
     const dist = `${dir.path}/dist`;
-    const built = await build("bundle", {
-      outDir: dist,
-      only: ["session", "statesync", "healthcheck"],
-    });
-    assert.equal(built.length, 3);
+    const names = ["session", "statesync", "healthcheck", ...(gateway ? ["gateway"] : [])];
+    const built = await build("bundle", { outDir: dist, only: names });
+    assert.deepEqual(built.map((a) => a.target.name), names);
     for (const artifact of built) {
       const text = await Deno.readTextFile(artifact.path);
       // Self-contained: no npm:, jsr: or relative imports left for the runtime to resolve.
       assert.doesNotMatch(text, /from\s+["'](npm:|jsr:|\.\.?\/)/, artifact.path);
     }
-    const services = [];
-    for (const artifact of built.filter((a) => a.target.name !== "healthcheck")) {
-      const name = artifact.target.name;
-      const port = freePort();
-      const quantumPort = freeUdpPort();
-      const running = await startBundle(artifact.path, {
-        name,
-        cwd: dir.path,
-        env: serviceEnv(name, port, quantumPort, `${dir.path}/data-${name}`),
-        ready: /listening/,
-      });
-      services.push({ name, port, running });
-    }
+    const bundle = (name: string) => built.find((a) => a.target.name === name)!.path;
+    const running: Running[] = [];
     try {
-      for (const { name, port } of services) {
-        assert.equal(
-          await grpcHealth(`127.0.0.1:${port}`),
-          HealthCheckResponse_ServingStatus.SERVING,
-          `${name} health`,
+      const ports: Record<string, number> = {};
+      for (const name of ["session", "statesync"]) {
+        ports[name] = freePort();
+        running.push(
+          await startBundle(bundle(name), {
+            name,
+            cwd: dir.path,
+            env: {
+              ...serviceEnv(name, ports[name]!, freeUdpPort(), `${dir.path}/data-${name}`),
+              // Logins create sessions living as long as the gateway's refresh tokens (7 days
+              // by default), longer than the session service's default maximum (1 day).
+              ...(name === "session" ? { AETHERFLOW_SESSION_MAX_TTL_SECONDS: "604800" } : {}),
+            },
+            ready: /listening/,
+          }),
         );
       }
-      // The container's health-check tool, as shipped, agrees: 0 for SERVING, 1 when down.
-      const healthcheck = built.find((a) => a.target.name === "healthcheck")!.path;
-      const closed = freePort();
-      for (
-        const [target, expected] of [
-          [`grpc://127.0.0.1:${services[0]!.port}`, 0],
-          [`grpc://127.0.0.1:${services[1]!.port}`, 0],
-          [`grpc://127.0.0.1:${closed}`, 1],
-          [`http://127.0.0.1:${closed}/ping`, 1],
-        ] as const
-      ) {
-        const denoDir = await Deno.makeTempDir({ dir: dir.path, prefix: "deno-dir-" });
-        const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", "--no-config", "--cached-only", healthcheck, target],
-          cwd: dir.path,
-          clearEnv: true,
-          env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: denoDir },
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        assert.equal(code, expected, `${target}: ${new TextDecoder().decode(stdout)}`);
-      }
+
+      await t.step("session and statesync serve grpc.health.v1 SERVING", async () => {
+        for (const name of ["session", "statesync"]) {
+          assert.equal(
+            await grpcHealth(`127.0.0.1:${ports[name]}`),
+            HealthCheckResponse_ServingStatus.SERVING,
+            `${name} health`,
+          );
+        }
+      });
+
+      await t.step("the health-check bundle exits 0 for SERVING, 1 when down", async () => {
+        const closed = freePort();
+        for (
+          const [target, expected] of [
+            [`grpc://127.0.0.1:${ports.session}`, 0],
+            [`grpc://127.0.0.1:${ports.statesync}`, 0],
+            [`grpc://127.0.0.1:${closed}`, 1],
+            [`http://127.0.0.1:${closed}/ping`, 1],
+          ] as const
+        ) {
+          const denoDir = await Deno.makeTempDir({ dir: dir.path, prefix: "deno-dir-" });
+          const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", "--no-config", "--cached-only", bundle("healthcheck"), target],
+            cwd: dir.path,
+            clearEnv: true,
+            env: { PATH: Deno.env.get("PATH") ?? "", DENO_DIR: denoDir },
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          assert.equal(code, expected, `${target}: ${new TextDecoder().decode(stdout)}`);
+        }
+      });
+
+      await t.step({
+        name: "gateway bundle: login with the dev overlay's users file, create a document, " +
+          "apply an operation, read it back" +
+          (gateway ? "" : " [NOT RUN: gateway/main.ts not in the tree yet]"),
+        ignore: !gateway,
+        async fn() {
+          const usersFile = `${dir.path}/users.json`;
+          await Deno.copyFile(
+            new URL("deploy/kubernetes/overlays/dev/users.json", ROOT),
+            usersFile,
+          );
+          const port = freePort();
+          running.push(
+            await startBundle(bundle("gateway"), {
+              name: "gateway",
+              cwd: dir.path,
+              env: {
+                AETHERFLOW_GATEWAY_HOSTNAME: "127.0.0.1",
+                AETHERFLOW_GATEWAY_PORT: String(port),
+                AETHERFLOW_GATEWAY_AUTH__USERS_FILE: usersFile,
+                AETHERFLOW_GATEWAY_SESSION__ADDRESS: `127.0.0.1:${ports.session}`,
+                AETHERFLOW_GATEWAY_STATESYNC__ADDRESS: `127.0.0.1:${ports.statesync}`,
+              },
+              ready: /listening/i,
+            }),
+          );
+          const base = `http://127.0.0.1:${port}`;
+          assert.equal((await api(base, "GET", "/ping")).status, 200);
+          assert.equal((await api(base, "GET", "/health")).status, 200);
+          const wrong = await api(base, "POST", "/api/v1/auth/login", {
+            body: { username: "alice", password: "not-her-password" },
+          });
+          assert.equal(wrong.status, 401);
+          const login = await api(base, "POST", "/api/v1/auth/login", {
+            body: { username: "alice", password: "alice-dev-password" },
+          });
+          assert.equal(login.status, 200, JSON.stringify(login.data));
+          const token = login.data.access_token as string;
+          assert.ok(token);
+          const created = await api(base, "POST", "/api/v1/documents", {
+            token,
+            body: { name: "bundle test", type: "json", content: { count: 1, title: "hi" } },
+          });
+          assert.equal(created.status, 201, JSON.stringify(created.data));
+          const id = created.data.id as string;
+          const applied = await api(base, "POST", `/api/v1/documents/${id}/operations`, {
+            token,
+            body: {
+              base_version: created.data.version,
+              client_op_id: "bundle-test-op-1",
+              components: [{ type: "increment", path: ["count"], delta: 41 }],
+            },
+          });
+          assert.equal(applied.status, 200, JSON.stringify(applied.data));
+          assert.equal(applied.data.version, (created.data.version as number) + 1);
+          const read = await api(base, "GET", `/api/v1/documents/${id}`, { token });
+          assert.deepEqual(read.data.content, { count: 42, title: "hi" });
+        },
+      });
     } finally {
-      for (const { name, running } of services) {
-        const code = await running.stop();
-        assert.equal(code, 0, `${name} exits cleanly on SIGTERM:\n${running.output()}`);
+      for (const service of running.reverse()) {
+        const code = await service.stop();
+        assert.equal(code, 0, `${service.name} exits cleanly on SIGTERM:\n${service.output()}`);
       }
     }
     // Nothing was downloaded: the fresh caches hold no npm packages.

@@ -355,6 +355,32 @@ for (const overlay of OVERLAYS) {
   }
 }
 
+/** A service's config as the overlay's manifests configure it. */
+async function manifestConfig(objects: Obj[], name: ServiceName): Promise<unknown> {
+  const schema = await configSchema(name);
+  assert.ok(schema, `${name} has no config schema`);
+  const workload = workloads(objects).find((w) => w.metadata.name === name)!;
+  const container = workload.spec.template.spec.containers[0];
+  const env = { ...containerEnv(objects, container), ...secretEnv(container) };
+  return await loadConfig(schema, { service: name, env });
+}
+
+for (const overlay of OVERLAYS) {
+  Deno.test({
+    name: `${overlay} overlay: sessions created at login may live as long as the gateway's ` +
+      `refresh tokens` + tools.note,
+    ignore: tools.ignore,
+    async fn() {
+      const objects = await render(`overlays/${overlay}`);
+      const gateway = await manifestConfig(objects, "gateway");
+      const session = await manifestConfig(objects, "session");
+      const refresh = get(gateway, ["auth", "refreshTtlSeconds"]) as number;
+      const max = get(session, ["maxTtlSeconds"]) as number;
+      assert.ok(refresh <= max, `gateway refresh TTL ${refresh}s > session maxTtlSeconds ${max}s`);
+    },
+  });
+}
+
 Deno.test({
   name: "etcd StatefulSet: persistent volumes and one ETCD_INITIAL_CLUSTER member per " +
     "replica (3 in prod)" + tools.note,
