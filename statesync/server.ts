@@ -151,6 +151,7 @@ export class StateSyncService {
       listDocuments: this.#unary((r) => this.#listDocuments(r)),
       applyOperation: this.#unary((r) => this.#apply(r, "")),
       submitOperations: (call) => this.#submitOperations(call),
+      submitOperationBatches: (call) => this.#submitBatches(call),
       getOperationHistory: this.#unary((r) => this.#history(r)),
       subscribeDocument: (call) => void this.#subscribe(call),
       unsubscribeDocument: this.#unary((r: pb.UnsubscribeDocumentRequest) => {
@@ -526,9 +527,59 @@ export class StateSyncService {
     }
   }
 
-  // ---- SubmitOperations ----------------------------------------------------------------------
+  // ---- SubmitOperations / SubmitOperationBatches ----------------------------------------------
 
   #submitOperations(call: ServerDuplexStream<pb.SubmitRequest, pb.SubmitResult>): void {
+    this.#pump(call, {
+      weight: () => 1,
+      // Answered in order per document; different documents do not wait for each other.
+      orderKey: (request) => request.apply?.operation?.documentId ?? "",
+      handle: (request) => this.#submitOne(request),
+    });
+  }
+
+  #submitBatches(call: ServerDuplexStream<pb.SubmitBatch, pb.SubmitBatchResult>): void {
+    this.#pump(call, {
+      weight: (batch) => Math.max(1, batch.requests.length),
+      // One answer per batch, in batch order.
+      orderKey: () => "",
+      handle: async (batch) => ({
+        results: await Promise.all(batch.requests.map((request) => this.#submitOne(request))),
+      }),
+    });
+  }
+
+  /** One submit request → its result (errors become an `error` outcome, never a broken stream). */
+  #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
+    return this.#apply(request.apply, "apply.").then(
+      (applied): pb.SubmitResult => ({
+        requestId: request.requestId,
+        outcome: { $case: "applied", value: applied },
+      }),
+      (error): pb.SubmitResult => {
+        const appError = this.#toAppError(error);
+        return {
+          requestId: request.requestId,
+          outcome: { $case: "error", value: { code: appError.code, message: appError.message } },
+        };
+      },
+    );
+  }
+
+  /**
+   * Drive a bidirectional submit stream: every message is handled at once (so the engine
+   * group-commits concurrent ops), answers go out in order per `orderKey`, reading pauses
+   * while `maxInFlightPerStream` ops are pending or grpc-js reports backpressure, and the
+   * stream completes after the client half-closes and every answer is written.
+   */
+  #pump<In, Out>(
+    call: ServerDuplexStream<In, Out>,
+    options: {
+      weight: (message: In) => number;
+      orderKey: (message: In) => string;
+      handle: (message: In) => Promise<Out>;
+    },
+  ): void {
     const tails = new Map<string, Promise<void>>();
     let inFlight = 0;
     let ended = false;
@@ -537,6 +588,13 @@ export class StateSyncService {
     let readPaused = false;
     let resolveStopped!: () => void;
     const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+    const finish = () => {
+      if (finished || !ended || inFlight > 0) return;
+      finished = true;
+      this.#streams.delete(stream);
+      if (!call.cancelled) call.end();
+      resolveStopped();
+    };
     const stream = {
       stop: () => {
         ended = true;
@@ -557,14 +615,7 @@ export class StateSyncService {
         call.resume();
       }
     };
-    const finish = () => {
-      if (finished || !ended || inFlight > 0) return;
-      finished = true;
-      this.#streams.delete(stream);
-      if (!call.cancelled) call.end();
-      resolveStopped();
-    };
-    const write = (result: pb.SubmitResult) => {
+    const write = (result: Out) => {
       if (call.cancelled || finished) return;
       if (!call.write(result) && !writeBlocked) {
         writeBlocked = true;
@@ -576,46 +627,29 @@ export class StateSyncService {
       }
     };
 
-    call.on("data", (request: pb.SubmitRequest) => {
+    call.on("data", (message: In) => {
       if (ended) return;
-      inFlight++;
+      const weight = options.weight(message);
+      inFlight += weight;
       updateFlow();
-      const key = request.apply?.operation?.documentId ?? "";
-      const outcome = this.#apply(request.apply, "apply.").then(
-        (applied): pb.SubmitResult => ({
-          requestId: request.requestId,
-          outcome: { $case: "applied", value: applied },
-        }),
-        (error): pb.SubmitResult => {
-          const appError = this.#toAppError(error);
-          return {
-            requestId: request.requestId,
-            outcome: { $case: "error", value: { code: appError.code, message: appError.message } },
-          };
-        },
-      );
-      // Applied concurrently (the engine group-commits them); answered in order per document.
+      const key = options.orderKey(message);
+      const outcome = options.handle(message);
       const tail = (tails.get(key) ?? Promise.resolve()).then(() => outcome).then(write);
       tails.set(key, tail);
       tail.finally(() => {
         if (tails.get(key) === tail) tails.delete(key);
-        inFlight--;
+        inFlight -= weight;
         updateFlow();
         finish();
       });
     });
-    call.on("end", () => {
+    const onEnd = () => {
       ended = true;
       finish();
-    });
-    call.on("cancelled", () => {
-      ended = true;
-      finish();
-    });
-    call.on("error", () => {
-      ended = true;
-      finish();
-    });
+    };
+    call.on("end", onEnd);
+    call.on("cancelled", onEnd);
+    call.on("error", onEnd);
   }
 }
 

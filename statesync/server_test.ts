@@ -873,6 +873,52 @@ Deno.test("gRPC: SubmitOperations applies 1000 ops in flight on one stream, answ
   assert.deepEqual(JSON.parse(got.contentJson), { text: "x".repeat(500) });
 });
 
+Deno.test("gRPC: SubmitOperationBatches answers each batch in order with one result per request", async () => {
+  await using env = await startEnv();
+  const { client } = env;
+  const docs = [await createDoc(client, "alice"), await createDoc(client, "alice")];
+  const stream: ClientDuplexStream<pb.SubmitBatch, pb.SubmitBatchResult> = client
+    .submitOperationBatches();
+  const answers: pb.SubmitBatchResult[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on("data", (result: pb.SubmitBatchResult) => answers.push(result));
+    stream.on("end", resolve);
+    stream.on("error", reject);
+  });
+  const batches: string[][] = [];
+  let n = 0;
+  for (let b = 0; b < 20; b++) {
+    const requests: pb.SubmitRequest[] = [];
+    for (let i = 0; i < 50; i++, n++) {
+      const documentId = docs[n % 2]!.id;
+      const base = Math.max(0, Math.floor(n / 2) - 30);
+      requests.push({
+        requestId: `r${n}`,
+        apply: { actorId: "alice", operation: operation(documentId, base, textInsert(0, "y")) },
+      });
+    }
+    if (b === 7) requests.push({ requestId: "bad", apply: { actorId: "", operation: undefined } });
+    batches.push(requests.map((r) => r.requestId));
+    stream.write({ requests });
+  }
+  stream.end();
+  await done;
+  assert.deepEqual(answers.map((a) => a.results.map((r) => r.requestId)), batches);
+  const results = answers.flatMap((a) => a.results);
+  const bad = results.find((r) => r.requestId === "bad");
+  assert.equal(bad?.outcome?.$case === "error" && bad.outcome.value.code, status.INVALID_ARGUMENT);
+  for (const [index, doc] of docs.entries()) {
+    const versions = results
+      .filter((r) =>
+        r.outcome?.$case === "applied" && r.outcome.value.operation?.documentId === doc.id
+      )
+      .map((r) => r.outcome?.$case === "applied" ? r.outcome.value.version : -1);
+    assert.deepEqual(versions, Array.from({ length: 500 }, (_, i) => i + 1), `document ${index}`);
+  }
+  const stats = await rpc<pb.Stats>((cb) => client.getStats({}, cb));
+  assert.equal(stats.operations, 1000);
+});
+
 Deno.test("gRPC: shutdown ends subscriptions with UNAVAILABLE and reports NOT_SERVING", async () => {
   const config = StateSyncConfigSchema.parse({ port: 0, storage: "memory" });
   const service: StateSyncHandle = await startStateSyncService(config);

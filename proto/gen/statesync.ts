@@ -611,6 +611,19 @@ export interface SubmitResult {
   outcome: { $case: "applied"; value: ApplyOperationResponse } | { $case: "error"; value: Error } | undefined;
 }
 
+/**
+ * Several SubmitRequests in one message of the SubmitOperationBatches stream: far cheaper
+ * per operation than one message each.
+ */
+export interface SubmitBatch {
+  requests: SubmitRequest[];
+}
+
+/** The results of one SubmitBatch, one per request, in the order of its requests. */
+export interface SubmitBatchResult {
+  results: SubmitResult[];
+}
+
 /** A failed item in a stream: a gRPC status code and message. */
 export interface Error {
   /** gRPC status code (google.rpc.Code numbering). */
@@ -4110,6 +4123,148 @@ export const SubmitResult: MessageFns<SubmitResult> = {
   },
 };
 
+function createBaseSubmitBatch(): SubmitBatch {
+  return { requests: [] };
+}
+
+export const SubmitBatch: MessageFns<SubmitBatch> = {
+  encode(message: SubmitBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      SubmitRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(SubmitRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitBatch {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => SubmitRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitBatch): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => SubmitRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitBatch>, I>>(base?: I): SubmitBatch {
+    return SubmitBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitBatch>, I>>(object: I): SubmitBatch {
+    const message = createBaseSubmitBatch();
+    message.requests = object.requests?.map((e) => SubmitRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitBatchResult(): SubmitBatchResult {
+  return { results: [] };
+}
+
+export const SubmitBatchResult: MessageFns<SubmitBatchResult> = {
+  encode(message: SubmitBatchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      SubmitResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitBatchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitBatchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(SubmitResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitBatchResult {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => SubmitResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitBatchResult): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => SubmitResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitBatchResult>, I>>(base?: I): SubmitBatchResult {
+    return SubmitBatchResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitBatchResult>, I>>(object: I): SubmitBatchResult {
+    const message = createBaseSubmitBatchResult();
+    message.results = object.results?.map((e) => SubmitResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseError(): Error {
   return { code: 0, message: "" };
 }
@@ -7464,6 +7619,19 @@ export const StateSyncServiceService = {
     responseSerialize: (value: SubmitResult): Buffer => Buffer.from(SubmitResult.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitResult => SubmitResult.decode(value),
   },
+  /**
+   * SubmitOperations with many requests per message; one SubmitBatchResult per SubmitBatch, in
+   * the order the batches were sent.
+   */
+  submitOperationBatches: {
+    path: "/aetherflow.statesync.v1.StateSyncService/SubmitOperationBatches" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubmitBatch): Buffer => Buffer.from(SubmitBatch.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitBatch => SubmitBatch.decode(value),
+    responseSerialize: (value: SubmitBatchResult): Buffer => Buffer.from(SubmitBatchResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitBatchResult => SubmitBatchResult.decode(value),
+  },
   getOperationHistory: {
     path: "/aetherflow.statesync.v1.StateSyncService/GetOperationHistory" as const,
     requestStream: false as const,
@@ -7586,6 +7754,11 @@ export interface StateSyncServiceServer extends UntypedServiceImplementation {
   applyOperation: handleUnaryCall<ApplyOperationRequest, ApplyOperationResponse>;
   /** The gateway's hot path: many operations over one stream; one result per request. */
   submitOperations: handleBidiStreamingCall<SubmitRequest, SubmitResult>;
+  /**
+   * SubmitOperations with many requests per message; one SubmitBatchResult per SubmitBatch, in
+   * the order the batches were sent.
+   */
+  submitOperationBatches: handleBidiStreamingCall<SubmitBatch, SubmitBatchResult>;
   getOperationHistory: handleUnaryCall<GetOperationHistoryRequest, GetOperationHistoryResponse>;
   /** Catch-up ops from from_version, then SUBSCRIBED, then live events. */
   subscribeDocument: handleServerStreamingCall<SubscribeDocumentRequest, DocumentEvent>;
@@ -7696,6 +7869,16 @@ export interface StateSyncServiceClient extends Client {
   submitOperations(): ClientDuplexStream<SubmitRequest, SubmitResult>;
   submitOperations(options: Partial<CallOptions>): ClientDuplexStream<SubmitRequest, SubmitResult>;
   submitOperations(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SubmitRequest, SubmitResult>;
+  /**
+   * SubmitOperations with many requests per message; one SubmitBatchResult per SubmitBatch, in
+   * the order the batches were sent.
+   */
+  submitOperationBatches(): ClientDuplexStream<SubmitBatch, SubmitBatchResult>;
+  submitOperationBatches(options: Partial<CallOptions>): ClientDuplexStream<SubmitBatch, SubmitBatchResult>;
+  submitOperationBatches(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<SubmitBatch, SubmitBatchResult>;
   getOperationHistory(
     request: GetOperationHistoryRequest,
     callback: (error: ServiceError | null, response: GetOperationHistoryResponse) => void,

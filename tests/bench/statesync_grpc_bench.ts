@@ -3,6 +3,8 @@
  * per second through the SubmitOperations bidirectional stream — the gateway's hot path —
  * with p50/p99 latency from send to result, next to unary ApplyOperation for comparison.
  *
+ * SubmitOperationBatches (many ops per message) is measured next to it.
+ *
  * The server is `statesync/main.ts` in its own process with the Deno KV store in a temp
  * directory (as deployed); this process is the load generator. One run with both in one
  * process is reported too. Ops are text inserts spread over 100 documents, each made
@@ -141,6 +143,78 @@ async function submitLoad(
   };
 }
 
+/** `total` ops in SubmitOperationBatches messages of `batch` ops, `inFlight` batches outstanding. */
+async function batchLoad(
+  label: string,
+  client: pb.StateSyncServiceClient,
+  docs: string[],
+  options: { total: number; batch: number; inFlight: number },
+): Promise<Result> {
+  const latencies = new Float64Array(options.total);
+  const known = new Map(docs.map((id) => [id, 0]));
+  let errors = 0;
+  const started = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const stream: ClientDuplexStream<pb.SubmitBatch, pb.SubmitBatchResult> = client
+      .submitOperationBatches();
+    const sentAt: number[] = [];
+    let issued = 0;
+    let outstanding = 0;
+    const send = () => {
+      while (outstanding < options.inFlight && issued < options.total) {
+        const requests: pb.SubmitRequest[] = [];
+        const now = performance.now();
+        for (let k = 0; k < options.batch && issued < options.total; k++) {
+          const i = issued++;
+          const documentId = docs[i % docs.length]!;
+          sentAt[i] = now;
+          requests.push({
+            requestId: String(i),
+            apply: {
+              actorId: "bench",
+              operation: pb.Operation.fromPartial({
+                documentId,
+                baseVersion: known.get(documentId) ?? 0,
+                sessionId: "bench-batch",
+                clientOpId: String(i),
+                components: insert,
+              }),
+            },
+          });
+        }
+        outstanding++;
+        stream.write({ requests });
+      }
+      if (outstanding === 0 && issued >= options.total) stream.end();
+    };
+    stream.on("data", (answer: pb.SubmitBatchResult) => {
+      const now = performance.now();
+      for (const result of answer.results) {
+        const i = Number(result.requestId);
+        latencies[i] = now - sentAt[i]!;
+        if (result.outcome?.$case === "applied") {
+          const op = result.outcome.value.operation!;
+          if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
+        } else {
+          errors++;
+        }
+      }
+      outstanding--;
+      send();
+    });
+    stream.on("end", resolve);
+    stream.on("error", reject);
+    send();
+  });
+  return {
+    label,
+    ops: options.total,
+    seconds: (performance.now() - started) / 1000,
+    latencies,
+    errors,
+  };
+}
+
 /** `total` unary ApplyOperation calls with `concurrency` in flight. */
 async function unaryLoad(
   label: string,
@@ -216,6 +290,12 @@ async function scenarios(address: string, where: string, all: boolean): Promise<
       const label =
         `${where}: SubmitOperations, ${plan.streams} stream(s) x ${plan.inFlight} in flight`;
       rows.push(row(await submitLoad(label, client, docs, { total: STREAM_OPS, ...plan })));
+    }
+    for (const plan of [{ batch: 64, inFlight: 16 }, { batch: 256, inFlight: 8 }]) {
+      const label =
+        `${where}: SubmitOperationBatches, ${plan.batch} ops/message x ${plan.inFlight} ` +
+        `in flight`;
+      rows.push(row(await batchLoad(label, client, docs, { total: STREAM_OPS, ...plan })));
     }
     if (all) {
       const label = `${where}: unary ApplyOperation, 32 in flight`;
