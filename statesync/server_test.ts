@@ -827,6 +827,94 @@ Deno.test("gRPC: a subscriber that stops reading is disconnected with RESOURCE_E
   fast.stream.cancel();
 });
 
+Deno.test("gRPC: a subscriber receives every event type with its payload", async () => {
+  await using env = await startEnv();
+  const { client } = env;
+  const doc = await createDoc(client, "alice", {
+    type: pb.DocumentType.DOCUMENT_TYPE_JSON,
+    contentJson: JSON.stringify({ title: "a" }),
+    permissions: { editors: ["bob"], viewers: [], publicRead: false },
+  });
+  const watcher = subscribe(client, { actorId: "alice", documentId: doc.id, subscriberId: "w" });
+  await watcher.until(pb.EventType.EVENT_TYPE_SUBSCRIBED);
+  const bob = subscribe(client, { actorId: "bob", documentId: doc.id, subscriberId: "b" });
+  await bob.until(pb.EventType.EVENT_TYPE_SUBSCRIBED);
+  const set = (value: string) => opToProto([{ path: ["title"], action: { type: "set", value } }]);
+  await rpc((cb) =>
+    client.applyOperation({ actorId: "alice", operation: operation(doc.id, 0, set("b")) }, cb)
+  );
+  const collided = await rpc<pb.ApplyOperationResponse>((cb) =>
+    client.applyOperation({
+      actorId: "bob",
+      operation: operation(doc.id, 0, set("c"), newId(), "s2"),
+    }, cb)
+  );
+  const conflict = collided.conflicts[0]!;
+  await rpc((cb) =>
+    client.resolveConflict({
+      actorId: "alice",
+      documentId: doc.id,
+      conflictId: conflict.id,
+      resolution: { $case: "valueJson", value: JSON.stringify("d") },
+    }, cb)
+  );
+  const lock = await rpc<pb.Lock>((cb) =>
+    client.acquireLock(
+      pb.AcquireLockRequest.fromPartial({ actorId: "bob", documentId: doc.id }),
+      cb,
+    )
+  );
+  await rpc((cb) =>
+    client.releaseLock({ actorId: "bob", documentId: doc.id, lockId: lock.id }, cb)
+  );
+  await rpc((cb) =>
+    client.updatePresence(
+      pb.UpdatePresenceRequest.fromPartial({
+        actorId: "bob",
+        documentId: doc.id,
+        stateJson: "[1,2]",
+      }),
+      cb,
+    )
+  );
+  await rpc((cb) =>
+    client.updateDocument(
+      pb.UpdateDocumentRequest.fromPartial({
+        actorId: "alice",
+        documentId: doc.id,
+        updateMask: ["name"],
+        name: "Board",
+      }),
+      cb,
+    )
+  );
+  bob.stream.cancel();
+  const events = await watcher.until(pb.EventType.EVENT_TYPE_USER_LEFT);
+  const seen = events.map((e) => `${pb.EventType[e.type]}:${e.payload?.$case ?? "-"}:${e.userId}`);
+  const expected = [
+    "EVENT_TYPE_USER_JOINED:-:bob",
+    "EVENT_TYPE_OPERATION_APPLIED:operation:alice",
+    "EVENT_TYPE_OPERATION_APPLIED:operation:bob",
+    "EVENT_TYPE_CONFLICT_DETECTED:conflict:bob",
+    "EVENT_TYPE_CONFLICT_RESOLVED:conflict:alice",
+    "EVENT_TYPE_LOCK_ACQUIRED:lock:bob",
+    "EVENT_TYPE_LOCK_RELEASED:lock:bob",
+    "EVENT_TYPE_PRESENCE_UPDATED:presence:bob",
+    "EVENT_TYPE_DOCUMENT_UPDATED:document:alice",
+    "EVENT_TYPE_USER_LEFT:reason:bob",
+  ];
+  // Every expected event arrives, in this order (the engine may add events in between).
+  let at = 0;
+  for (const line of seen) if (line === expected[at]) at++;
+  assert.equal(at, expected.length, `missing ${expected[at]} in ${seen.join(", ")}`);
+  const presence = events.find((e) => e.type === pb.EventType.EVENT_TYPE_PRESENCE_UPDATED);
+  assert.equal(
+    presence?.payload?.$case === "presence" && presence.payload.value.stateJson,
+    "[1,2]",
+  );
+  watcher.stream.cancel();
+});
+
 Deno.test("gRPC: SubmitOperations applies 1000 ops in flight on one stream, answering in order with request ids", async () => {
   await using env = await startEnv();
   const { client } = env;

@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { credentials, type ServiceError, status } from "@grpc/grpc-js";
+import { freePort, tempDir } from "../kernel/testing.ts";
+import * as pb from "../proto/gen/statesync.ts";
+import { opToProto } from "./convert.ts";
+import { DocumentManager } from "./documents.ts";
+import { KvDocumentStore } from "./store_kv.ts";
+import { kvPathFor } from "./service.ts";
+
+function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown) {
+  return new Promise<T>((resolve, reject) => {
+    start((error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+/** Collects a child's stderr lines; {@link LineWatcher.wait} resolves on a matching line. */
+class LineWatcher {
+  #lines: string[] = [];
+  #waiters: { needle: string; resolve: (line: string) => void }[] = [];
+  #ended = false;
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      let buffer = "";
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        buffer += chunk;
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          this.#add(buffer.slice(0, newline));
+          buffer = buffer.slice(newline + 1);
+        }
+      }
+      this.#ended = true;
+      for (const waiter of this.#waiters) waiter.resolve("");
+    })();
+  }
+
+  #add(line: string): void {
+    this.#lines.push(line);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!line.includes(waiter.needle)) return true;
+      waiter.resolve(line);
+      return false;
+    });
+  }
+
+  /** The first line containing `needle` ("" when the stream ends without one). */
+  wait(needle: string): Promise<string> {
+    const seen = this.#lines.find((line) => line.includes(needle));
+    if (seen !== undefined || this.#ended) return Promise.resolve(seen ?? "");
+    return new Promise((resolve) => this.#waiters.push({ needle, resolve }));
+  }
+}
+
+Deno.test("main.ts serves gRPC on the configured port and shuts down cleanly on SIGTERM", async () => {
+  await using dir = await tempDir("aetherflow-statesync-main-");
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname],
+    env: {
+      AETHERFLOW_STATESYNC_PORT: String(port),
+      AETHERFLOW_STATESYNC_DATA_DIR: dir.path,
+      AETHERFLOW_STATESYNC_LOG_LEVEL: "info",
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new LineWatcher(child.stderr);
+  const listening = log.wait("Statesync service listening");
+  const client = new pb.StateSyncServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  try {
+    const line = await listening;
+    assert.match(line, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    const doc = await rpc<pb.Document>((cb) =>
+      client.createDocument(
+        pb.CreateDocumentRequest.fromPartial({
+          actorId: "alice",
+          name: "Durable",
+          type: pb.DocumentType.DOCUMENT_TYPE_TEXT,
+        }),
+        cb,
+      )
+    );
+    const applied = await rpc<pb.ApplyOperationResponse>((cb) =>
+      client.applyOperation({
+        actorId: "alice",
+        operation: pb.Operation.fromPartial({
+          documentId: doc.id,
+          baseVersion: 0,
+          sessionId: "s",
+          clientOpId: "1",
+          components: opToProto([{
+            path: ["text"],
+            action: { type: "text_insert", offset: 0, text: "kept" },
+          }]),
+        }),
+      }, cb)
+    );
+    assert.equal(applied.version, 1);
+    const stream = client.subscribeDocument(
+      pb.SubscribeDocumentRequest.fromPartial({ actorId: "alice", documentId: doc.id }),
+    );
+    const ended = new Promise<ServiceError | undefined>((resolve) => {
+      stream.on("error", (error: ServiceError) => resolve(error));
+      stream.on("end", () => resolve(undefined));
+      stream.on("data", () => {});
+    });
+    const subscribed = new Promise<void>((resolve) =>
+      stream.once("data", (event: pb.DocumentEvent) => {
+        assert.equal(event.type, pb.EventType.EVENT_TYPE_SUBSCRIBED);
+        resolve();
+      })
+    );
+    await subscribed;
+    const stopped = log.wait("Statesync service stopped");
+    child.kill("SIGTERM");
+    assert.equal((await ended)?.code, status.UNAVAILABLE);
+    assert.match(await stopped, /stopped/);
+    const exit = await child.status;
+    assert.equal(exit.code, 0);
+    // The KV file was closed and holds the acknowledged op.
+    const store = await KvDocumentStore.open(kvPathFor(dir.path));
+    const manager = new DocumentManager(store);
+    try {
+      const reopened = await manager.get("alice", doc.id);
+      assert.equal(reopened.version, 1);
+      assert.deepEqual(reopened.content, { text: "kept" });
+    } finally {
+      await manager.close();
+    }
+  } finally {
+    client.close();
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    await log.done;
+  }
+});
