@@ -1,0 +1,354 @@
+import assert from "node:assert/strict";
+import { newId } from "../kernel/mod.ts";
+import { createGateway } from "./app.ts";
+import { serveGateway } from "./serve.ts";
+import { WsTestClient } from "./testing.ts";
+import { CloseCode, WsHub, type WsSocket } from "./ws_hub.ts";
+import { fakeBackends, testConfig, testUsers } from "./_testing.ts";
+
+async function setup(overrides: Record<string, unknown> = {}) {
+  const backends = fakeBackends();
+  const config = testConfig(overrides);
+  const gateway = await createGateway({ config, backends, users: await testUsers() });
+  const server = serveGateway(gateway, { port: 0 });
+  const url = `ws://127.0.0.1:${server.port}/ws`;
+  const token = async (name = "alice", sid = newId(), now = Date.now()) =>
+    (await gateway.tokens.issue({ sub: `id-${name}`, sid, name, role: "user" }, now)).token;
+  const client = async (name = "alice") => {
+    const c = await WsTestClient.connect(url);
+    const reply = await c.request({ type: "auth", token: await token(name) });
+    assert.equal(reply.type, "reply", JSON.stringify(reply));
+    return c;
+  };
+  const createDoc = async () =>
+    (await backends.statesync.createDocument({
+      actorId: "id-alice",
+      name: "d",
+      type: 1,
+      contentJson: "",
+      permissions: undefined,
+      metadata: {},
+      conflictStrategy: 0,
+    })).id;
+  return {
+    backends,
+    gateway,
+    server,
+    url,
+    token,
+    client,
+    createDoc,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+const textInsert = (offset: number, text: string) => [
+  { type: "text_insert", path: ["text"], offset, text },
+];
+
+Deno.test("ws: the first message must be auth; a bad token closes with 4001", async () => {
+  await using env = await setup();
+  const early = await WsTestClient.connect(env.url);
+  early.send({ type: "subscribe", channel: "x" });
+  assert.equal((await early.closed).code, CloseCode.AUTH_FAILED);
+  const bad = await WsTestClient.connect(env.url);
+  bad.send({ type: "auth", token: "not.a.jwt" });
+  assert.equal((await bad.closed).code, CloseCode.AUTH_FAILED);
+});
+
+Deno.test("ws: auth replies echo the id; ping gets a pong with the same id", async () => {
+  await using env = await setup();
+  await using c = await WsTestClient.connect(env.url);
+  const reply = await c.request({ type: "auth", id: "a-1", token: await env.token() });
+  assert.equal(reply.id, "a-1");
+  assert.equal(reply.data.username, "alice");
+  const pong = await c.request({ type: "ping", id: 42 });
+  assert.deepEqual(pong, { type: "pong", id: 42 });
+  const again = await c.request({ type: "auth", token: await env.token() });
+  assert.equal(again.type, "error");
+  assert.equal(again.status, "FAILED_PRECONDITION");
+});
+
+Deno.test("ws: invalid messages get an error naming the field, the socket stays open", async () => {
+  await using env = await setup();
+  await using c = await env.client();
+  const unknown = await c.request({ type: "subscribe", channel: "ok", colour: "red" });
+  assert.equal(unknown.type, "error");
+  assert.match(unknown.message, /colour/);
+  const wrong = await c.request({
+    type: "op",
+    document_id: newId(),
+    base_version: "x",
+    components: [],
+  });
+  assert.match(wrong.message, /base_version/);
+  c.sendRaw("{nope");
+  const malformed = await c.next((m) => m.type === "error");
+  assert.match(malformed.message, /Malformed JSON/);
+  assert.equal((await c.request({ type: "ping" })).type, "pong");
+});
+
+Deno.test("ws: ops are acked after the statesync result and fanned out to every subscriber", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client("alice");
+  await using b = await env.client("bob");
+  const subA = await a.request({ type: "subscribe", document_id: doc });
+  const subB = await b.request({ type: "subscribe", document_id: doc });
+  assert.equal(subA.data.version, 0);
+  assert.deepEqual(subB.data.document.content, { text: "" });
+  assert.equal(env.backends.control.subscriptions, 1, "one statesync stream per document");
+
+  const ack = await a.request({
+    type: "op",
+    document_id: doc,
+    base_version: 0,
+    client_op_id: "a1",
+    components: textInsert(0, "hi"),
+  });
+  assert.equal(ack.type, "ack");
+  assert.equal(ack.version, 1);
+  for (const c of [a, b]) {
+    const event = await c.next((m) => m.type === "event" && m.event === "operation_applied");
+    assert.equal(event.version, 1);
+    assert.equal(event.operation.components[0].text, "hi");
+  }
+  const ack2 = await b.request({
+    type: "op",
+    document_id: doc,
+    base_version: 1,
+    components: textInsert(2, "!"),
+  });
+  assert.equal(ack2.version, 2);
+  assert.equal(env.backends.control.submitStreams, 1, "one submit stream for all sockets");
+  const bad = await a.request({
+    type: "op",
+    document_id: doc,
+    base_version: 99,
+    components: textInsert(0, "x"),
+  });
+  assert.equal(bad.type, "error");
+  assert.equal(bad.status, "FAILED_PRECONDITION");
+  const stats = env.gateway.hub.stats();
+  assert.equal(stats.connections, 2);
+  assert.equal(stats.opsAcked, 2);
+});
+
+Deno.test("ws: subscribe with from_version replays exactly the missed ops, then live", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client("alice");
+  await a.request({ type: "subscribe", document_id: doc });
+  for (let v = 0; v < 3; v++) {
+    await a.request({
+      type: "op",
+      document_id: doc,
+      base_version: v,
+      components: textInsert(v, "x"),
+    });
+  }
+  await using b = await env.client("bob");
+  const sub = await b.request({ type: "subscribe", document_id: doc, from_version: 1 });
+  assert.equal(sub.data.replayed, 2);
+  assert.equal(sub.data.version, 3);
+  const replayed = b.pending.filter((m) => m.type === "event");
+  assert.deepEqual(replayed.map((m) => m.version), [2, 3]);
+  await a.request({
+    type: "op",
+    document_id: doc,
+    base_version: 3,
+    components: textInsert(0, "y"),
+  });
+  const live = await b.next((m) => m.type === "event" && m.version === 4);
+  assert.equal(live.event, "operation_applied");
+  const ahead = await b.request({ type: "subscribe", document_id: doc, from_version: 99 });
+  assert.equal(ahead.type, "error");
+  assert.equal(ahead.status, "OUT_OF_RANGE");
+});
+
+Deno.test("ws: unsubscribing the last local subscriber closes the statesync stream", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client();
+  await a.request({ type: "subscribe", document_id: doc });
+  assert.equal(env.backends.control.subscriptions, 1);
+  await a.request({ type: "unsubscribe", document_id: doc });
+  assert.equal(env.backends.control.subscriptions, 0);
+  const missing = await a.request({ type: "subscribe", document_id: newId() });
+  assert.equal(missing.status, "NOT_FOUND");
+});
+
+Deno.test("ws: channels: publish reaches every subscriber, notify all but the sender", async () => {
+  await using env = await setup();
+  await using a = await env.client("alice");
+  await using b = await env.client("bob");
+  await a.request({ type: "subscribe", channel: "room:1" });
+  await b.request({ type: "subscribe", channel: "room:1" });
+  const published = await a.request({ type: "publish", channel: "room:1", data: { n: 1 } });
+  assert.equal(published.data.delivered, 2);
+  for (const c of [a, b]) {
+    const m = await c.next((x) => x.type === "message");
+    assert.deepEqual(m, { type: "message", channel: "room:1", from: "id-alice", data: { n: 1 } });
+  }
+  const notified = await a.request({ type: "notify", channel: "room:1", data: "typing" });
+  assert.equal(notified.data.delivered, 1);
+  assert.equal((await b.next((x) => x.type === "message")).data, "typing");
+  const bad = await a.request({ type: "subscribe", channel: "bad channel!" });
+  assert.equal(bad.type, "error");
+});
+
+Deno.test("ws: presence updates reach subscribers; locks acquire and release", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client("alice");
+  await using b = await env.client("bob");
+  await b.request({ type: "subscribe", document_id: doc });
+  const p = await a.request({ type: "presence", document_id: doc, state: { cursor: 3 } });
+  assert.equal(p.type, "reply");
+  const event = await b.next((m) => m.event === "presence_updated");
+  assert.deepEqual(event.presence.state, { cursor: 3 });
+  const lock = await a.request({ type: "lock", document_id: doc, path: ["text"], ttl_ms: 1000 });
+  assert.deepEqual(lock.data.path, ["text"]);
+  const unlock = await a.request({ type: "unlock", document_id: doc, lock_id: lock.data.id });
+  assert.equal(unlock.data.released, true);
+});
+
+Deno.test("ws: a message over the size limit closes with 1009", async () => {
+  await using env = await setup({ ws: { maxMessageBytes: 1024 } });
+  const c = await env.client();
+  c.send({ type: "publish", channel: "x", data: "y".repeat(2000) });
+  assert.equal((await c.closed).code, CloseCode.MESSAGE_TOO_BIG);
+});
+
+Deno.test("ws: per-connection rate limit answers RESOURCE_EXHAUSTED", async () => {
+  await using env = await setup({ ws: { messagesPerSecond: 1 } });
+  await using c = await env.client(); // auth used one of the 2 burst tokens
+  c.send({ type: "ping", id: "p1" });
+  c.send({ type: "ping", id: "p2" });
+  const limited = await c.next((m) => m.type === "error");
+  assert.equal(limited.status, "RESOURCE_EXHAUSTED");
+  assert.equal(env.gateway.hub.stats().rateLimited, 1);
+});
+
+Deno.test("ws: an expired token closes with 4003 unless refreshed; refresh must be the same user", async () => {
+  await using env = await setup({ auth: { accessTtlSeconds: 60, clockToleranceSeconds: 0 } });
+  const c = await WsTestClient.connect(env.url);
+  const soon = await env.token("alice", newId(), Date.now() - 58_500); // expires in 0.5-1.5 s
+  await c.request({ type: "auth", token: soon });
+  const other = await c.request({ type: "refresh", token: await env.token("bob") });
+  assert.equal(other.status, "PERMISSION_DENIED");
+  assert.equal((await c.closed).code, CloseCode.TOKEN_EXPIRED);
+
+  await using d = await WsTestClient.connect(env.url);
+  await d.request({ type: "auth", token: await env.token("alice", newId(), Date.now() - 58_500) });
+  const refreshed = await d.request({ type: "refresh", token: await env.token("alice") });
+  assert.equal(refreshed.type, "reply");
+  assert.ok(refreshed.data.expires_at > Date.now() + 50_000);
+});
+
+Deno.test("ws: a client that never answers pings is closed with 4010", async () => {
+  await using env = await setup({ ws: { pingIntervalMs: 30, pongTimeoutMs: 60 } });
+  const c = await env.client();
+  const ping = await c.next((m) => m.type === "ping");
+  assert.deepEqual(ping, { type: "ping" });
+  assert.equal((await c.closed).code, CloseCode.PONG_TIMEOUT);
+});
+
+Deno.test("ws: a client answering pings stays open", async () => {
+  await using env = await setup({ ws: { pingIntervalMs: 20, pongTimeoutMs: 60 } });
+  await using c = await env.client();
+  for (let i = 0; i < 4; i++) {
+    await c.next((m) => m.type === "ping");
+    c.send({ type: "pong" });
+  }
+  assert.equal(c.socket.readyState, WebSocket.OPEN);
+});
+
+Deno.test("ws: no auth within the timeout closes with 4002", async () => {
+  await using env = await setup({ ws: { authTimeoutMs: 30 } });
+  const c = await WsTestClient.connect(env.url);
+  assert.equal((await c.closed).code, CloseCode.AUTH_TIMEOUT);
+});
+
+Deno.test("ws: logout closes the session's sockets with 4004", async () => {
+  await using env = await setup();
+  const login = await env.gateway.handler(
+    new Request("http://gw/api/v1/auth/login", {
+      method: "POST",
+      body: JSON.stringify({ username: "alice", password: "password-123" }),
+    }),
+  );
+  const { data } = await login.json();
+  const c = await WsTestClient.connect(env.url);
+  await c.request({ type: "auth", token: data.access_token });
+  await env.gateway.handler(
+    new Request("http://gw/api/v1/auth/logout", {
+      method: "POST",
+      headers: { authorization: `Bearer ${data.access_token}` },
+    }),
+  );
+  assert.equal((await c.closed).code, CloseCode.SESSION_REVOKED);
+  const again = await WsTestClient.connect(env.url);
+  again.send({ type: "auth", token: data.access_token });
+  assert.equal((await again.closed).code, CloseCode.AUTH_FAILED);
+});
+
+/** A socket whose peer never reads: the queue only grows. */
+class StuckSocket implements WsSocket {
+  readyState = 1;
+  bufferedAmount = 0;
+  closedWith: number | undefined;
+  onopen: ((event: Event) => void) | null = null;
+  onmessage: ((event: MessageEvent) => void) | null = null;
+  onclose: ((event: CloseEvent) => void) | null = null;
+  onerror: ((event: Event) => void) | null = null;
+  sent: string[] = [];
+  #waiters: Array<{ match: (m: string) => boolean; resolve: () => void }> = [];
+  send(data: string): void {
+    this.bufferedAmount += data.length;
+    this.sent.push(data);
+    this.#waiters = this.#waiters.filter((w) => !(w.match(data) && (w.resolve(), true)));
+  }
+  /** Resolves when a message containing `text` has been sent (now or later). */
+  sentMatching(text: string): Promise<void> {
+    if (this.sent.some((m) => m.includes(text))) return Promise.resolve();
+    return new Promise((resolve) =>
+      this.#waiters.push({ match: (m) => m.includes(text), resolve })
+    );
+  }
+  close(code?: number): void {
+    this.closedWith = code;
+    this.readyState = 3;
+  }
+  receive(message: unknown): void {
+    this.onmessage?.(new MessageEvent("message", { data: JSON.stringify(message) }));
+  }
+}
+
+Deno.test("ws: a slow consumer is closed with 4009 once its queue passes the limit", async () => {
+  const backends = fakeBackends();
+  const config = testConfig({ ws: { maxQueuedBytes: 4096 } });
+  const gateway = await createGateway({ config, backends, users: await testUsers() });
+  const hub: WsHub = gateway.hub;
+  const stuck = new StuckSocket();
+  const fast = new StuckSocket();
+  hub.accept(stuck, { ip: "1.1.1.1" });
+  hub.accept(fast, { ip: "1.1.1.2" });
+  const token = (await gateway.tokens.issue({ sub: "u", sid: "s", name: "u", role: "user" })).token;
+  for (const s of [stuck, fast]) {
+    s.receive({ type: "auth", id: "auth-1", token });
+    await s.sentMatching('"id":"auth-1"');
+    s.receive({ type: "subscribe", id: "sub-1", channel: "c" });
+    await s.sentMatching('"id":"sub-1"');
+  }
+  for (let i = 0; i < 100 && stuck.closedWith === undefined; i++) {
+    fast.bufferedAmount = 0; // this peer drains
+    fast.receive({ type: "publish", channel: "c", data: "x".repeat(200) });
+    await Promise.resolve();
+  }
+  assert.equal(stuck.closedWith, CloseCode.SLOW_CONSUMER);
+  assert.ok(stuck.bufferedAmount <= 4096, "queue stayed bounded");
+  assert.equal(fast.closedWith, undefined);
+  assert.equal(hub.stats().slowConsumersClosed, 1);
+  await gateway.close();
+});
