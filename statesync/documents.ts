@@ -257,7 +257,10 @@ export class DocumentManager {
       const now = this.#clock.now();
       const head: DocumentHead = { ...state.head, ...structuredClone(valid), updatedAt: now };
       state.head = head;
-      const record: DocumentRecord = { ...structuredClone(head), content: state.content };
+      const record: DocumentRecord = {
+        ...structuredClone(head),
+        content: structuredClone(state.content),
+      };
       return Promise.resolve({
         ops: [],
         dedupe: [],
