@@ -55,6 +55,8 @@ export const SessionConfigSchema = z.object({
   groupCommit: z.boolean().default(true),
   /** How long shutdown waits for in-flight calls before cancelling them, ms. */
   shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
+  /** After the last call finished, how long shutdown waits for its response to be written, ms. */
+  shutdownLingerMs: z.number().int().min(0).max(10_000).default(100),
   /** Log level. */
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
 }).strict().refine((config) => config.defaultTtlSeconds <= config.maxTtlSeconds, {

@@ -2,7 +2,9 @@
  * Entrypoint of the session service:
  * `deno run -A session/main.ts [--config session.yaml]`.
  * Configuration: see `config.ts` (environment `AETHERFLOW_SESSION_*` overrides the file).
- * SIGINT/SIGTERM drain in-flight calls, close the KV store and exit 0.
+ * SIGINT/SIGTERM: health NOT_SERVING, refuse new calls (UNAVAILABLE), finish
+ * the calls in flight, close the KV store and exit 0 — without an HTTP/2 GOAWAY, which
+ * crashes Deno clients (denoland/deno#36788, see `call_gate.ts`).
  * @module
  */
 import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
@@ -21,7 +23,8 @@ if (import.meta.main) {
   });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });
-    await service.shutdown();
+    // Exit without releasing the transport: no GOAWAY reaches clients (see call_gate.ts).
+    await service.shutdown({ releaseTransport: false });
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));

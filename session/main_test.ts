@@ -106,3 +106,29 @@ Deno.test("main.ts keeps sessions across a restart on the same data dir and stil
     assert.equal(exit2.code, 0, second.lines.join("\n"));
   }
 });
+
+Deno.test("stopping main.ts after hundreds of calls does not crash its clients (no GOAWAY)", async () => {
+  // Deno 2.9.6 aborts a process that receives an HTTP/2 GOAWAY on a connection that carried a
+  // few hundred streams (denoland/deno#36788). If the service's shutdown sent one, this test
+  // process (the client) would die here.
+  await using dir = await tempDir("aetherflow-session-");
+  const port = freePort();
+  const service = await spawnService({
+    AETHERFLOW_SESSION_PORT: String(port),
+    AETHERFLOW_SESSION_DATA_DIR: dir.path,
+    AETHERFLOW_SESSION_STORAGE: "memory",
+  });
+  const client = new SessionClient(`127.0.0.1:${port}`);
+  const { session } = await client.createSession({ userId: "u" });
+  for (let i = 0; i < 400; i++) {
+    await client.getSession({ selector: { $case: "sessionId", value: session!.id } });
+  }
+  const exit = await service.stop("SIGTERM");
+  assert.equal(exit.code, 0, service.lines.join("\n"));
+  await assert.rejects(
+    client.getSession({ selector: { $case: "sessionId", value: session!.id } }),
+    (error: { code: number }) => error.code === status.UNAVAILABLE,
+  );
+  // The server is gone, so closing the channel cannot crash it either.
+  client.close();
+});

@@ -21,6 +21,7 @@ import {
   SessionServiceService,
   SessionState as ProtoState,
 } from "../proto/gen/session.ts";
+import { CallGate } from "./call_gate.ts";
 import { addHealthService, HealthService } from "./health.ts";
 import type { SessionManager, SessionUpdate } from "./manager.ts";
 import type { Session, SessionState } from "./model.ts";
@@ -35,6 +36,8 @@ export interface SessionServerOptions {
   logger?: Logger;
   /** Health service to register; the session service is marked SERVING in it. */
   health?: HealthService;
+  /** Counts calls in flight and refuses new ones (UNAVAILABLE) once closed, for draining. */
+  gate?: CallGate;
   /** Options passed to the grpc-js `Server` constructor. */
   serverOptions?: ConstructorParameters<typeof Server>[0];
 }
@@ -80,9 +83,14 @@ export function sessionServiceHandlers(
   options: SessionServerOptions = {},
 ): SessionServiceServer {
   const logger = options.logger ?? silentLogger;
+  const gate = options.gate ?? new CallGate();
   const unary =
     <Req, Res>(method: string, run: (request: Req) => Promise<Res>) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      if (!gate.enter()) {
+        callback(new AppError("UNAVAILABLE", "Session service is shutting down").toServiceError());
+        return;
+      }
       let pending: Promise<Res>;
       try {
         pending = run(call.request);
@@ -98,7 +106,7 @@ export function sessionServiceHandlers(
           }
           callback(appError.toServiceError());
         },
-      );
+      ).finally(() => gate.leave());
     };
 
   return {

@@ -316,7 +316,7 @@ Deno.test("gRPC health: SERVING while up, NOT_SERVING pushed to watchers on shut
   }
 });
 
-Deno.test("graceful shutdown finishes in-flight calls and closes the KV file", async () => {
+Deno.test("graceful shutdown finishes in-flight calls, refuses new ones and closes the KV file", async () => {
   await using dir = await tempDir("aetherflow-session-");
   const service = await startKvService(dir.path, { maxSessionsPerUser: 100 });
   const client = new SessionClient(service.address);
@@ -332,7 +332,10 @@ Deno.test("graceful shutdown finishes in-flight calls and closes the KV file", a
       return original(input);
     };
     await received;
-    await service.shutdown();
+    const stopping = service.shutdown();
+    // Calls arriving while draining are refused with UNAVAILABLE (clients retry elsewhere).
+    await expectStatus(client.createSession({ userId: "late" }), status.UNAVAILABLE);
+    await stopping;
     const results = await Promise.allSettled(calls);
     assert.deepEqual(results.map((r) => r.status), Array(20).fill("fulfilled"));
   } finally {

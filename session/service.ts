@@ -14,6 +14,7 @@
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../kernel/mod.ts";
+import { CallGate } from "./call_gate.ts";
 import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
 import { HealthService } from "./health.ts";
@@ -45,10 +46,14 @@ export interface SessionServiceHandle extends AsyncDisposable {
   /** The grpc-js server. */
   readonly server: Server;
   /**
-   * Stop accepting calls, let in-flight calls finish (up to `shutdownTimeoutMs`, then cancel
-   * them), stop the sweeper and close the store. Idempotent.
+   * Drain and stop: health NOT_SERVING, refuse new calls with UNAVAILABLE,
+   * wait for calls in flight (up to `shutdownTimeoutMs`), stop the sweeper, close the store.
+   * Then, unless `releaseTransport` is false, `forceShutdown()` the grpc-js server to free its
+   * sockets in this process. The entrypoint passes false and exits instead, so clients never
+   * receive an HTTP/2 GOAWAY (see `call_gate.ts`: a GOAWAY can crash a Deno client).
+   * Idempotent.
    */
-  shutdown(): Promise<void>;
+  shutdown(options?: { releaseTransport?: boolean }): Promise<void>;
 }
 
 /** The KV file used under a data directory. */
@@ -83,7 +88,8 @@ export async function startSessionService(
     metadataLimits: config.metadata,
   });
   const health = new HealthService();
-  const server = createSessionServer(manager, { logger, health });
+  const gate = new CallGate();
+  const server = createSessionServer(manager, { logger, health, gate });
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
@@ -99,18 +105,27 @@ export async function startSessionService(
     throw error;
   }
   const sweeper = startSweeper(manager, { intervalMs: config.sweepIntervalMs, logger });
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
-  const shutdown = () => {
+  const shutdown = async (shutdownOptions: { releaseTransport?: boolean } = {}) => {
     closing ??= (async () => {
       health.shutdown();
-      await drain(server, config.shutdownTimeoutMs);
+      // No server.unbind(): Deno's http2 server.close() sends GOAWAY to open connections.
+      gate.close();
+      const drained = await gate.whenIdle(config.shutdownTimeoutMs);
+      if (!drained) {
+        logger.warn("Shutdown timeout: calls still in flight", { in_flight: gate.inFlight });
+      }
+      // A finished handler has only queued its response; give HTTP/2 time to write it out
+      // before the transport goes away (grpc-js exposes no per-call "flushed" event).
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownLingerMs));
       await sweeper.stop();
       await store.close();
       logger.info("Session service stopped");
     })();
-    return closing;
+    await closing;
+    if (shutdownOptions.releaseTransport !== false) server.forceShutdown();
   };
-  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   return {
     address: `${host}:${port}`,
     port,
@@ -118,17 +133,6 @@ export async function startSessionService(
     health,
     server,
     shutdown,
-    [Symbol.asyncDispose]: shutdown,
+    [Symbol.asyncDispose]: () => shutdown(),
   };
-}
-
-/** `tryShutdown` (in-flight calls finish), cancelled by `forceShutdown` after `timeoutMs`. */
-function drain(server: Server, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => server.forceShutdown(), timeoutMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }

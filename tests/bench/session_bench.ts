@@ -167,6 +167,9 @@ try {
 
   // --- gRPC over TCP, KV store: the real service in its own process ---
   const port = freePort();
+  // Declared before the child so it is disposed after it: closing a channel sends an HTTP/2
+  // GOAWAY, which crashes a Deno peer after a few hundred streams (denoland/deno#36788).
+  using client = new SessionClient(`127.0.0.1:${port}`);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../../session/main.ts", import.meta.url).pathname],
     env: {
@@ -184,7 +187,6 @@ try {
       await child.status;
     },
   };
-  using client = new SessionClient(`127.0.0.1:${port}`);
   await waitReady(client);
   const ids: string[] = [];
   let u = 0;
