@@ -797,3 +797,64 @@ Deno.test("two managers on one Deno KV file race, retry the transform and lose n
     await b.close();
   }
 });
+
+/** A memory store whose commits wait for the test to open a gate (or fail on demand). */
+class GatedStore extends MemoryDocumentStore {
+  #gate = Promise.withResolvers<void>();
+  failNext = false;
+  open(): void {
+    this.#gate.resolve();
+  }
+  override async commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
+    await this.#gate.promise;
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error("disk on fire");
+    }
+    return await super.commit(requests);
+  }
+}
+
+Deno.test("apply() acknowledges, publishes and shows an op only after its commit", async () => {
+  const store = new GatedStore();
+  store.open();
+  await using t = setup({}, store);
+  const doc = await t.manager.create("alice", { name: "G", type: "json", content: { n: 0 } });
+  const gated = new GatedStore();
+  await gated.createDocument((await store.getHead(doc.id))!, { n: 0 });
+  const manager = new DocumentManager(gated, { events: { publish: (e) => t.events.push(e) } });
+  let acked = false;
+  const pending = manager.apply("alice", input(doc.id, 0, set(["n"], 1))).then((r) => {
+    acked = true;
+    return r;
+  });
+  // Let every microtask and a macrotask run: the commit is still held at the gate.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(acked, false);
+  assert.equal(t.events.length, 0);
+  assert.deepEqual((await manager.get("alice", doc.id)).content, { n: 0 });
+  gated.open();
+  const result = await pending;
+  assert.equal(result.version, 1);
+  assert.equal(t.events.filter((e) => e.type === "operation_applied").length, 1);
+  assert.deepEqual((await manager.get("alice", doc.id)).content, { n: 1 });
+  await manager.close();
+});
+
+Deno.test("a failed store commit rejects the op, keeps nothing of it, and the next op works", async () => {
+  const store = new GatedStore();
+  store.open();
+  await using t = setup({}, store);
+  const doc = await t.manager.create("alice", { name: "F", type: "json", content: { n: 0 } });
+  store.failNext = true;
+  await assert.rejects(
+    t.manager.apply("alice", input(doc.id, 0, set(["n"], 1))),
+    isStatus("INTERNAL"),
+  );
+  const after = await t.manager.get("alice", doc.id);
+  assert.equal(after.version, 0);
+  assert.deepEqual(after.content, { n: 0 });
+  const ok = await t.manager.apply("alice", input(doc.id, 0, set(["n"], 2)));
+  assert.equal(ok.version, 1);
+  assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 2 });
+});
