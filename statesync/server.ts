@@ -506,7 +506,13 @@ export class StateSyncService {
           break;
         }
         if (call.cancelled) break;
-        if (!call.write(eventToProto(step.value))) {
+        const event = step.value;
+        // Permission and state changes apply to open subscriptions too.
+        const changed = event.type === "document_updated" ? event.document : undefined;
+        if (changed !== undefined && !canRead(changed, who)) {
+          throw new AppError("PERMISSION_DENIED", `User ${who} may no longer read document ${id}`);
+        }
+        if (!call.write(eventToProto(event))) {
           // Backpressure: stop draining our queue until grpc-js has flushed; the bounded
           // queue disconnects the subscriber if it stays stuck.
           await new Promise<void>((resolve) => {
@@ -517,6 +523,9 @@ export class StateSyncService {
             call.on("drain", done);
             sub.closed.then(done);
           });
+        }
+        if (changed?.state === "deleted") {
+          throw new AppError("NOT_FOUND", `Document ${id} was deleted`);
         }
       }
     } catch (error) {
@@ -732,6 +741,13 @@ function actor(value: string, field = "actor_id"): string {
 
 function documentId(value: string): string {
   return parseId(value, "document_id");
+}
+
+function canRead(document: DocumentRecord, userId: string): boolean {
+  if (document.state === "deleted") return true; // reported as NOT_FOUND after the event
+  const p = document.permissions;
+  return document.ownerId === userId || p.publicRead || p.editors.includes(userId) ||
+    p.viewers.includes(userId);
 }
 
 function pageSize(value: number): number {

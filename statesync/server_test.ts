@@ -915,6 +915,42 @@ Deno.test("gRPC: a subscriber receives every event type with its payload", async
   watcher.stream.cancel();
 });
 
+Deno.test("gRPC: open subscriptions end when read access is revoked or the document is deleted", async () => {
+  await using env = await startEnv();
+  const { client } = env;
+  const doc = await createDoc(client, "alice", {
+    permissions: { editors: ["bob"], viewers: ["carol"], publicRead: false },
+  });
+  const bob = subscribe(client, { actorId: "bob", documentId: doc.id });
+  const carol = subscribe(client, { actorId: "carol", documentId: doc.id });
+  await bob.until(pb.EventType.EVENT_TYPE_SUBSCRIBED);
+  await carol.until(pb.EventType.EVENT_TYPE_SUBSCRIBED);
+  await rpc((cb) =>
+    client.updateDocument(
+      pb.UpdateDocumentRequest.fromPartial({
+        actorId: "alice",
+        documentId: doc.id,
+        updateMask: ["permissions"],
+        permissions: { editors: [], viewers: ["carol"], publicRead: false },
+      }),
+      cb,
+    )
+  );
+  const revoked = await bob.finished();
+  assert.equal(revoked?.code, status.PERMISSION_DENIED);
+  const update = await carol.until(pb.EventType.EVENT_TYPE_DOCUMENT_UPDATED);
+  assert.equal(update.at(-1)?.payload?.$case, "document");
+  await rpc((cb) => client.deleteDocument({ actorId: "alice", documentId: doc.id }, cb));
+  const deleted = await carol.until(pb.EventType.EVENT_TYPE_DOCUMENT_UPDATED);
+  const last = deleted.at(-1)?.payload;
+  assert.equal(
+    last?.$case === "document" && last.value.state,
+    pb.DocumentState.DOCUMENT_STATE_DELETED,
+  );
+  assert.equal((await carol.finished())?.code, status.NOT_FOUND);
+  assert.equal(env.service.hub.subscriberCount(), 0);
+});
+
 Deno.test("gRPC: SubmitOperations applies 1000 ops in flight on one stream, answering in order with request ids", async () => {
   await using env = await startEnv();
   const { client } = env;
