@@ -74,7 +74,7 @@ export const GatewayConfigSchema = z.object({
     /** Access token lifetime in seconds. */
     accessTtlSeconds: z.number().int().positive().default(300),
     /** Refresh token (session) lifetime in seconds. */
-    refreshTtlSeconds: z.number().int().positive().default(7 * 24 * 3600),
+    refreshTtlSeconds: z.number().int().positive().default(86_400),
     /** Allowed clock skew when checking exp/nbf, in seconds. */
     clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
     /** Users file (JSON or YAML) with PBKDF2 password hashes. */
@@ -85,7 +85,7 @@ export const GatewayConfigSchema = z.object({
     algorithm: "HS256",
     secret: DEFAULT_DEV_SECRET,
     accessTtlSeconds: 300,
-    refreshTtlSeconds: 7 * 24 * 3600,
+    refreshTtlSeconds: 86_400,
     clockToleranceSeconds: 5,
     usersFile: "data/users.json",
   }),

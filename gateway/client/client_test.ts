@@ -398,8 +398,8 @@ Deno.test("presence of other sessions is observed, own presence is not, and it i
   a.setPresence({ cursor: 3 });
   a.setPresence({ cursor: 4 }); // coalesced: only the latest needs to arrive
   await t.server.run();
-  assert.deepEqual(b.presence.get("alice")?.state, { cursor: 4 });
-  assert.equal(a.presence.has("alice"), false);
+  assert.deepEqual(b.presence.get("s-alice")?.state, { cursor: 4 });
+  assert.equal(a.presence.has("s-alice"), false);
   const sent = t.server.received.filter((m) => m.type === "presence").length;
   assert.ok(sent <= 2);
   t.server.drop(t.server.live[0]!);
@@ -410,7 +410,7 @@ Deno.test("presence of other sessions is observed, own presence is not, and it i
   assert.deepEqual(after.at(-1)!.state, { cursor: 4 }, "presence restored after reconnect");
   a.setPresence(null);
   await t.server.run();
-  assert.equal(b.presence.has("alice"), false);
+  assert.equal(b.presence.has("s-alice"), false);
   await t.closeAll();
 });
 

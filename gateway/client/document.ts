@@ -103,7 +103,7 @@ export class DocHandle {
     return this.#phase === "live";
   }
 
-  /** Presence of other sessions, by user id. */
+  /** Presence of other sessions, by session id. */
   get presence(): ReadonlyMap<string, PresenceInfo> {
     return this.#presence;
   }
@@ -308,15 +308,17 @@ export class DocHandle {
       case "presence_updated": {
         const presence = message.presence as PresenceInfo | undefined;
         if (presence === undefined || presence.session_id === this.#link.sessionId) break;
-        if (presence.state === null) this.#presence.delete(presence.user_id);
-        else this.#presence.set(presence.user_id, presence);
+        if (presence.state === null) this.#presence.delete(presence.session_id);
+        else this.#presence.set(presence.session_id, presence);
         this.events.emit("presence", { presence: this.#presence });
         break;
       }
       case "user_left": {
-        if (this.#presence.delete(message.user_id)) {
-          this.events.emit("presence", { presence: this.#presence });
+        let changed = false;
+        for (const [session, presence] of this.#presence) {
+          if (presence.user_id === message.user_id) changed = this.#presence.delete(session);
         }
+        if (changed) this.events.emit("presence", { presence: this.#presence });
         break;
       }
       case "lock_acquired":
