@@ -344,13 +344,13 @@ export class DocumentManager {
     const sessionId = readName(input.sessionId, "sessionId", this.#limits);
     const clientOpId = readName(input.clientOpId, "clientOpId", this.#limits);
     const op = readOp(input.op, this.#limits);
-    checkOpSize(op, this.#limits);
+    const opBytes = checkOpSize(op, this.#limits);
     const key = dedupeKey(sessionId, clientOpId);
     const inflight = this.#inflight.get(id)?.get(key);
     if (inflight !== undefined) {
       return markDuplicate(await inflight);
     }
-    const submit = { actor, id, baseVersion, sessionId, clientOpId, op };
+    const submit = { actor, id, baseVersion, sessionId, clientOpId, op, opBytes };
     return await this.#run<ApplyResult>(
       id,
       (state) => this.#prepareApply(state, submit),
@@ -367,6 +367,8 @@ export class DocumentManager {
       sessionId: string;
       clientOpId: string;
       op: Op;
+      /** JSON size of `op`, when known. */
+      opBytes?: number;
       /** Resolution ops: transform with the incoming side winning, ignore collisions. */
       resolution?: { conflicts: ConflictRecord[]; target: Json | undefined; path: Path };
     },
@@ -478,7 +480,8 @@ export class DocumentManager {
     } catch (error) {
       throw opError(error);
     }
-    let contentBytes = state.contentBytes + jsonBytes(op);
+    let contentBytes = state.contentBytes +
+      (op === submit.op && submit.opBytes !== undefined ? submit.opBytes : jsonBytes(op));
     if (contentBytes > this.#limits.maxContentBytes) {
       contentBytes = checkContentSize(content, this.#limits);
     }

@@ -47,7 +47,20 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 function encode(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value));
+  return encodeText(JSON.stringify(value));
+}
+
+/** UTF-8 bytes of `text`; short ASCII text is copied in JS (cheaper than a TextEncoder call). */
+function encodeText(text: string): Uint8Array {
+  const length = text.length;
+  if (length > 512) return encoder.encode(text);
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return encoder.encode(text);
+    bytes[i] = code;
+  }
+  return bytes;
 }
 
 function decode<T>(value: unknown): T {
@@ -223,7 +236,7 @@ export class KvDocumentStore implements DocumentStore {
     });
     const meta = metaOf(head);
     const atomic = this.#kv.atomic().check({ key: verKey, versionstamp: null });
-    atomic.set(headKey, encoder.encode(meta));
+    atomic.set(headKey, encodeText(meta));
     atomic.set(verKey, encode({ v: head.version, u: head.updatedAt } satisfies VersionRow));
     // The initial snapshot goes first when it is small; large ones follow in their own
     // transactions, so a reader can see a head before its first snapshot only briefly.
@@ -427,7 +440,7 @@ export class KvDocumentStore implements DocumentStore {
       atomic.check({ key: verKey, versionstamp: stamp.versionstamp });
       for (const m of unit.mutations) atomic.set(m.key, m.value);
       const meta = metaOf(unit.head);
-      if (meta !== stamp.meta) atomic.set(this.#key("head", unit.documentId), encoder.encode(meta));
+      if (meta !== stamp.meta) atomic.set(this.#key("head", unit.documentId), encodeText(meta));
       atomic.set(
         verKey,
         encode({ v: unit.head.version, u: unit.head.updatedAt } satisfies VersionRow),
