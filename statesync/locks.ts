@@ -55,6 +55,8 @@ export interface AcquireLockInput {
   lockId?: string;
   /** Wait up to this long for conflicting locks to go away (0 = fail at once). */
   waitMs?: number;
+  /** Stops a wait (e.g. the caller went away): rejects with CANCELLED, nothing is granted. */
+  signal?: AbortSignal;
 }
 
 interface Waiter {
@@ -147,21 +149,38 @@ export class LockManager implements LockGuard {
       this.#dropIfEmpty(input.documentId);
       throw blockedError(input.documentId, path, blocker);
     }
+    const signal = input.signal;
+    if (signal?.aborted) throw new AppError("CANCELLED", "Lock request cancelled");
     return new Promise<LockRecord>((resolve, reject) => {
+      const onAbort = () => {
+        const index = doc.waiters.indexOf(waiter);
+        if (index < 0) return;
+        doc.waiters.splice(index, 1);
+        this.#timers.clear(waiter.timer);
+        reject(new AppError("CANCELLED", "Lock request cancelled"));
+        this.#serveWaiters(input.documentId);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
       const waiter: Waiter = {
         ownerId,
         sessionId,
         path,
         ttlMs,
-        resolve,
-        reject,
+        resolve: (lock) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(lock);
+        },
+        reject: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
         timer: this.#timers.set(() => {
           const index = doc.waiters.indexOf(waiter);
           if (index < 0) return;
           doc.waiters.splice(index, 1);
           const now = this.#clock.now();
           const holder = this.#blocker(doc, ownerId, path, now, index);
-          reject(
+          waiter.reject(
             holder === undefined
               ? new AppError(
                 "FAILED_PRECONDITION",

@@ -200,3 +200,21 @@ Deno.test("close() fails pending waiters with UNAVAILABLE and clears timers", as
   await assert.rejects(waiting, (e) => assertStatus(e, "UNAVAILABLE"));
   assert.equal(clock.pending, 0);
 });
+
+Deno.test("an aborted wait is dropped with CANCELLED and never granted", async () => {
+  const { locks, documentId, clock, events } = setup();
+  const held = await locks.acquire("alice", { documentId, ttlMs: 10_000 });
+  const abort = new AbortController();
+  const waiting = locks.acquire("bob", { documentId, waitMs: 5000, signal: abort.signal });
+  const carol = locks.acquire("carol", { documentId, waitMs: 5000 });
+  abort.abort();
+  await assert.rejects(waiting, (e) => assertStatus(e, "CANCELLED"));
+  locks.release("alice", documentId, held.id);
+  assert.equal((await carol).ownerId, "carol");
+  assert.deepEqual(events.filter((e) => e.type === "lock_acquired").map((e) => e.userId), [
+    "alice",
+    "carol",
+  ]);
+  assert.equal(clock.pending, 1); // carol's lock expiry
+  locks.close();
+});

@@ -159,7 +159,15 @@ export class StateSyncService {
         this.#hub.unsubscribe(documentId(r.documentId), subscriber, actor(r.actorId));
         return {};
       }),
-      acquireLock: this.#unary((r) => this.#acquireLock(r)),
+      acquireLock: (call, callback) => {
+        // A caller that goes away while waiting for a held lock must not be granted it.
+        const abort = new AbortController();
+        call.on("cancelled", () => abort.abort());
+        this.#unary((r: pb.AcquireLockRequest) => this.#acquireLock(r, abort.signal))(
+          call,
+          callback,
+        );
+      },
       releaseLock: this.#unary(async (r: pb.ReleaseLockRequest) => {
         const id = documentId(r.documentId);
         const lockId = parseId(r.lockId, "lock_id");
@@ -417,7 +425,7 @@ export class StateSyncService {
 
   // ---- locks and presence -------------------------------------------------------------------
 
-  async #acquireLock(r: pb.AcquireLockRequest): Promise<pb.Lock> {
+  async #acquireLock(r: pb.AcquireLockRequest, signal: AbortSignal): Promise<pb.Lock> {
     const id = documentId(r.documentId);
     const who = actor(r.actorId);
     const path: Path = pathFromProto(r.path, "path");
@@ -435,6 +443,7 @@ export class StateSyncService {
       sessionId: r.sessionId,
       ttlMs: r.ttlMs,
       waitMs: r.waitMs,
+      signal,
       ...(lockId === undefined ? {} : { lockId }),
     });
     return lockToProto(lock);

@@ -951,6 +951,45 @@ Deno.test("gRPC: open subscriptions end when read access is revoked or the docum
   assert.equal(env.service.hub.subscriberCount(), 0);
 });
 
+Deno.test("gRPC: AcquireLock with wait_ms is granted when the holder releases", async () => {
+  await using env = await startEnv();
+  const { client } = env;
+  const doc = await createDoc(client, "alice", {
+    permissions: { editors: ["bob"], viewers: ["carol"], publicRead: false },
+  });
+  const acquire = (actorId: string, waitMs = 0) =>
+    rpc<pb.Lock>((cb) =>
+      client.acquireLock(
+        pb.AcquireLockRequest.fromPartial({ actorId, documentId: doc.id, waitMs, ttlMs: 60_000 }),
+        cb,
+      )
+    );
+  const first = await acquire("alice");
+  await expectStatus(acquire("bob"), status.FAILED_PRECONDITION, /locked by alice/);
+  await expectStatus(acquire("carol"), status.PERMISSION_DENIED);
+  const waiting = acquire("bob", 30_000);
+  await rpc((cb) =>
+    client.releaseLock({ actorId: "alice", documentId: doc.id, lockId: first.id }, cb)
+  );
+  const second = await waiting;
+  assert.equal(second.ownerId, "bob");
+  assert.ok(second.fencingToken > first.fencingToken);
+  // Renewal by the holder keeps the fencing token.
+  const renewed = await rpc<pb.Lock>((cb) =>
+    client.acquireLock(
+      pb.AcquireLockRequest.fromPartial({
+        actorId: "bob",
+        documentId: doc.id,
+        lockId: second.id,
+        ttlMs: 60_000,
+      }),
+      cb,
+    )
+  );
+  assert.equal(renewed.fencingToken, second.fencingToken);
+  assert.ok(renewed.expiresAt >= second.expiresAt);
+});
+
 Deno.test("gRPC: SubmitOperations applies 1000 ops in flight on one stream, answering in order with request ids", async () => {
   await using env = await startEnv();
   const { client } = env;
