@@ -109,8 +109,9 @@ function envFor(name: ServiceName, o: StackOptions): Record<string, string> {
 /** Lines of a byte stream. */
 async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let buffer = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
+  const decoder = new TextDecoder();
+  for await (const bytes of stream) {
+    buffer += decoder.decode(bytes, { stream: true });
     let index;
     while ((index = buffer.indexOf("\n")) >= 0) {
       yield buffer.slice(0, index);
