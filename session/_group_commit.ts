@@ -39,6 +39,8 @@ export class GroupCommitter {
   #queue: Pending[] = [];
   #running: Promise<void> | null = null;
   #enabled: boolean;
+  #commits = 0;
+  #writes = 0;
 
   /** `enabled: false` commits every write on its own (for comparison in benchmarks). */
   constructor(kv: Deno.Kv, options: { enabled?: boolean } = {}) {
@@ -46,9 +48,18 @@ export class GroupCommitter {
     this.#enabled = options.enabled ?? true;
   }
 
+  /** Atomic commits issued and writes they carried (writes / commits = mean batch size). */
+  stats(): { commits: number; writes: number } {
+    return { commits: this.#commits, writes: this.#writes };
+  }
+
   /** Commit `write`; resolves false when one of its checks failed. */
   commit(write: KvWrite): Promise<boolean> {
-    if (!this.#enabled) return commitOne(this.#kv, write);
+    if (!this.#enabled) {
+      this.#commits++;
+      this.#writes++;
+      return commitOne(this.#kv, write);
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, keys: keysOf(write), resolve, reject });
       this.#running ??= this.#run();
@@ -109,6 +120,8 @@ export class GroupCommitter {
         atomic.mutate(...write.mutations);
       }
       let ok = false;
+      this.#commits++;
+      this.#writes += batch.length;
       try {
         ok = (await atomic.commit()).ok;
       } catch {
@@ -119,6 +132,8 @@ export class GroupCommitter {
         return;
       }
     }
+    this.#commits += batch.length;
+    this.#writes += batch.length;
     await Promise.all(batch.map(async (pending) => {
       try {
         pending.resolve(await commitOne(this.#kv, pending.write));

@@ -79,6 +79,11 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     return new KvSessionStore(await Deno.openKv(path), options);
   }
 
+  /** Group-commit counters: atomic commits issued and the writes they carried. */
+  stats(): { commits: number; writes: number } {
+    return this.#committer.stats();
+  }
+
   /** See {@link SessionStore.insert}. */
   async insert(session: StoredSession, options: InsertOptions): Promise<InsertResult> {
     const { now } = options;

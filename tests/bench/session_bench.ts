@@ -43,6 +43,23 @@ interface Result {
   ops: number;
   seconds: number;
   latencies: number[];
+  /** CPU time (user + system, all threads) the serving process spent, ms. */
+  cpuMs: number;
+}
+
+/** The process doing the work being measured: this one, or the gRPC server child. */
+let servingPid: number | "self" = "self";
+
+/** User + system CPU time of a process in ms, from /proc (Linux; NaN elsewhere). */
+function cpuTimeMs(pid: number | "self"): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of stat(5) (utime, stime) are at 11 and 12 after "pid (comm) ".
+    return (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ = 100
+  } catch {
+    return NaN;
+  }
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -59,6 +76,7 @@ async function run(
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
+  const cpuBefore = cpuTimeMs(servingPid);
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < count) {
       const i = next++;
@@ -67,14 +85,15 @@ async function run(
       latencies.push(performance.now() - t);
     }
   }));
-  return { label, ops: count, seconds: (performance.now() - started) / 1000, latencies };
+  const seconds = (performance.now() - started) / 1000;
+  return { label, ops: count, seconds, latencies, cpuMs: cpuTimeMs(servingPid) - cpuBefore };
 }
 
 function row(result: Result): string {
   const sorted = [...result.latencies].sort((a, b) => a - b);
   return `| ${result.label} | ${result.ops} | ${(result.ops / result.seconds).toFixed(0)} | ${
     percentile(sorted, 0.5).toFixed(2)
-  } | ${percentile(sorted, 0.99).toFixed(2)} |`;
+  } | ${percentile(sorted, 0.99).toFixed(2)} | ${(result.cpuMs / result.ops).toFixed(3)} |`;
 }
 
 /**
@@ -120,7 +139,8 @@ async function sustained(
 }
 
 const dir = await Deno.makeTempDir({ prefix: "aetherflow-session-bench-" });
-const header = "| scenario | ops | ops/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|";
+const header = "| scenario | ops | ops/s | p50 ms | p99 ms | serving CPU ms/op |\n" +
+  "|---|---:|---:|---:|---:|---:|";
 const rows: string[] = [];
 try {
   // --- in-process manager over KV (group commit on / off) ---
@@ -181,6 +201,7 @@ try {
     stdout: "null",
     stderr: "inherit",
   }).spawn();
+  servingPid = child.pid;
   await using _child = {
     async [Symbol.asyncDispose]() {
       child.kill("SIGTERM");
