@@ -14,7 +14,13 @@ import { startSessionService } from "./service.ts";
 if (import.meta.main) {
   const config = await loadConfigOrExit(SessionConfigSchema, "session");
   const logger = createLogger({ service: "session", level: config.logLevel });
-  const service = await startSessionService(config, { logger });
+  let service;
+  try {
+    service = await startSessionService(config, { logger });
+  } catch (error) {
+    logger.error("Cannot start the session service", { error });
+    Deno.exit(1);
+  }
   logger.info("Session service listening", {
     address: service.address,
     storage: config.storage,
