@@ -34,6 +34,7 @@ import { authRoutes } from "./routes_auth.ts";
 import { documentRoutes } from "./routes_documents.ts";
 import { sessionRoutes } from "./routes_sessions.ts";
 import { systemRoutes } from "./routes_system.ts";
+import { serveDemo } from "./static.ts";
 import { timeout } from "./timeout.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import type { UserStore } from "./users.ts";
@@ -161,6 +162,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     const url = new URL(req.url);
     const match = router.match(req.method, url.pathname);
     if (match === undefined) {
+      // The demo page and the browser client (GET/HEAD of `/`, `/app.js`, ...).
+      const asset = serveDemo(req);
+      if (asset !== undefined) return Promise.resolve(asset);
       return Promise.resolve(
         errorResponse(ctx, new AppError("NOT_FOUND", `No route for ${url.pathname}`)),
       );

@@ -22,7 +22,7 @@ import clientJs from "./demo/dist/client.js" with { type: "text" };
 
 /** One servable file. */
 export interface StaticAsset {
-  body: Uint8Array;
+  body: Uint8Array<ArrayBuffer>;
   contentType: string;
   /** Strong ETag (quoted content hash). */
   etag: string;

@@ -89,8 +89,10 @@ const state: State = {
 // ---- sign in ----
 
 const params = new URLSearchParams(location.search);
-ui.username.value = params.get("user") ?? "dev";
-ui.password.value = params.get("password") ?? "";
+/** The dev login `deno task start` creates; only offered when the page runs locally. */
+const LOCAL = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
+ui.username.value = params.get("user") ?? (LOCAL ? "dev" : "");
+ui.password.value = params.get("password") ?? (LOCAL ? "dev-password" : "");
 
 ui.loginForm.addEventListener("submit", async (event) => {
   event.preventDefault();

@@ -2,7 +2,7 @@
 var systemClock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle),
+  clearTimeout: (handle) => clearTimeout(handle)
 };
 var ManualClock = class {
   #now;
@@ -18,7 +18,7 @@ var ManualClock = class {
     const id = this.#next++;
     this.#timers.set(id, {
       at: this.#now + Math.max(0, ms),
-      fn,
+      fn
     });
     return id;
   }
@@ -38,7 +38,7 @@ var ManualClock = class {
   /** Move time forward by `ms`, firing due timers in order. */
   advance(ms) {
     const target = this.#now + ms;
-    for (;;) {
+    for (; ; ) {
       let due;
       for (const entry of this.#timers) {
         if (entry[1].at <= target && (due === void 0 || entry[1].at < due[1].at)) due = entry;
@@ -99,7 +99,7 @@ var RestAuth = class {
   async login(username, password) {
     const data = await this.#post("/api/v1/auth/login", {
       username,
-      password,
+      password
     });
     this.#take(data);
     return data.user;
@@ -121,7 +121,7 @@ var RestAuth = class {
         const refreshToken = this.#refreshToken;
         if (refreshToken === void 0) throw new ApiError("Not signed in", 401);
         const data = await this.#post("/api/v1/auth/refresh", {
-          refresh_token: refreshToken,
+          refresh_token: refreshToken
         });
         return this.#take(data);
       } finally {
@@ -150,7 +150,7 @@ var RestAuth = class {
   #take(data) {
     this.#access = {
       token: data.access_token,
-      expiresAt: data.expires_at,
+      expiresAt: data.expires_at
     };
     this.#obtainedAt = this.#clock.now();
     this.#refreshToken = data.refresh_token;
@@ -170,11 +170,11 @@ var RestAuth = class {
       response = await this.#fetch(this.#base + path, {
         method,
         headers,
-        body: body === void 0 ? void 0 : JSON.stringify(body),
+        body: body === void 0 ? void 0 : JSON.stringify(body)
       });
     } catch (error) {
       throw new ApiError(`Cannot reach ${this.#base}: ${String(error)}`, 0, {
-        cause: error,
+        cause: error
       });
     }
     const envelope = await response.json().catch(() => null);
@@ -189,7 +189,7 @@ var RestAuth = class {
 // gateway/client/backoff.ts
 var DEFAULT_BACKOFF = {
   baseMs: 250,
-  maxMs: 1e4,
+  maxMs: 1e4
 };
 function backoffDelay(attempt, options) {
   if (!Number.isInteger(attempt) || attempt < 0) {
@@ -243,11 +243,9 @@ var Emitter = class {
    * is reported asynchronously (like EventTarget does).
    */
   emit(type, payload) {
-    for (
-      const listener of [
-        ...this.#listeners.get(type) ?? [],
-      ]
-    ) {
+    for (const listener of [
+      ...this.#listeners.get(type) ?? []
+    ]) {
       try {
         listener(payload);
       } catch (error) {
@@ -276,7 +274,7 @@ var TRANSIENT = /* @__PURE__ */ new Set([
   "DEADLINE_EXCEEDED",
   "RESOURCE_EXHAUSTED",
   "ABORTED",
-  "INTERNAL",
+  "INTERNAL"
 ]);
 
 // statesync/json0/op_error.ts
@@ -295,12 +293,9 @@ var OpError = class extends Error {
    * @param options `component`: its index in the op; `cause`: the underlying error
    */
   constructor(status, message, path = [], options = {}) {
-    super(
-      message,
-      options.cause === void 0 ? void 0 : {
-        cause: options.cause,
-      },
-    );
+    super(message, options.cause === void 0 ? void 0 : {
+      cause: options.cause
+    });
     this.status = status;
     this.path = path;
     this.component = options.component;
@@ -326,7 +321,7 @@ function setKey(target, key, value) {
       value,
       writable: true,
       enumerable: true,
-      configurable: true,
+      configurable: true
     });
   } else {
     target[key] = value;
@@ -367,7 +362,7 @@ function isPrefix(prefix, path) {
 var DEFAULT_OP_LIMITS = Object.freeze({
   maxComponents: 1e3,
   maxPathLength: 64,
-  maxDepth: 64,
+  maxDepth: 64
 });
 var ACTION_TYPES = /* @__PURE__ */ new Set([
   "set",
@@ -377,31 +372,23 @@ var ACTION_TYPES = /* @__PURE__ */ new Set([
   "list_insert",
   "list_delete",
   "list_move",
-  "increment",
+  "increment"
 ]);
 function invalid(message, path, component) {
   return new OpError("INVALID_ARGUMENT", message, path, {
-    component,
+    component
   });
 }
 function readPath(raw, field, limits, component) {
   if (!Array.isArray(raw)) throw invalid(`${field} must be a list`, [], component);
   if (raw.length > limits.maxPathLength) {
-    throw invalid(
-      `${field} is too long: ${raw.length} segments, limit ${limits.maxPathLength}`,
-      [],
-      component,
-    );
+    throw invalid(`${field} is too long: ${raw.length} segments, limit ${limits.maxPathLength}`, [], component);
   }
   for (let i = 0; i < raw.length; i++) {
     const segment = raw[i];
     if (typeof segment === "string") continue;
     if (typeof segment === "number" && Number.isSafeInteger(segment) && segment >= 0) continue;
-    throw invalid(
-      `${field}[${i}] must be an object key (string) or a list index (non-negative integer)`,
-      [],
-      component,
-    );
+    throw invalid(`${field}[${i}] must be an object key (string) or a list index (non-negative integer)`, [], component);
   }
   return raw;
 }
@@ -439,15 +426,7 @@ function readJson(raw, field, depth, limits, copy, path, component) {
       const source = raw;
       const out = copy ? {} : source;
       for (const key of Object.keys(source)) {
-        const item = readJson(
-          source[key],
-          `${field}.${key}`,
-          depth + 1,
-          limits,
-          copy,
-          path,
-          component,
-        );
+        const item = readJson(source[key], `${field}.${key}`, depth + 1, limits, copy, path, component);
         if (copy) setKey(out, key, item);
       }
       return out;
@@ -470,15 +449,9 @@ function readComponent(raw, index, limits, copy) {
   const a = rawAction;
   const type = a.type;
   if (typeof type !== "string" || !ACTION_TYPES.has(type)) {
-    throw invalid(
-      `${field}.action.type must be one of ${
-        [
-          ...ACTION_TYPES,
-        ].join(", ")
-      }`,
-      path,
-      index,
-    );
+    throw invalid(`${field}.action.type must be one of ${[
+      ...ACTION_TYPES
+    ].join(", ")}`, path, index);
   }
   const f = `${field}.action`;
   let action;
@@ -487,13 +460,13 @@ function readComponent(raw, index, limits, copy) {
       if (!("value" in a)) throw invalid(`${f}.value is required`, path, index);
       action = {
         type,
-        value: readJson(a.value, `${f}.value`, 0, limits, copy, path, index),
+        value: readJson(a.value, `${f}.value`, 0, limits, copy, path, index)
       };
       break;
     case "delete":
       if (path.length === 0) throw invalid("Cannot delete the document root", path, index);
       action = {
-        type,
+        type
       };
       break;
     case "text_insert": {
@@ -504,7 +477,7 @@ function readComponent(raw, index, limits, copy) {
       action = {
         type,
         offset,
-        text: a.text,
+        text: a.text
       };
       break;
     }
@@ -515,7 +488,7 @@ function readComponent(raw, index, limits, copy) {
       action = {
         type,
         offset,
-        length,
+        length
       };
       break;
     }
@@ -525,21 +498,21 @@ function readComponent(raw, index, limits, copy) {
       action = {
         type,
         index: at2,
-        value: readJson(a.value, `${f}.value`, 0, limits, copy, path, index),
+        value: readJson(a.value, `${f}.value`, 0, limits, copy, path, index)
       };
       break;
     }
     case "list_delete":
       action = {
         type,
-        index: readIndex(a.index, `${f}.index`, path, index),
+        index: readIndex(a.index, `${f}.index`, path, index)
       };
       break;
     case "list_move":
       action = {
         type,
         from: readIndex(a.from, `${f}.from`, path, index),
-        to: readIndex(a.to, `${f}.to`, path, index),
+        to: readIndex(a.to, `${f}.to`, path, index)
       };
       break;
     default: {
@@ -548,16 +521,16 @@ function readComponent(raw, index, limits, copy) {
       }
       action = {
         type: "increment",
-        delta: a.delta,
+        delta: a.delta
       };
     }
   }
   if (!copy) return raw;
   return {
     path: [
-      ...path,
+      ...path
     ],
-    action,
+    action
   };
 }
 
@@ -565,7 +538,7 @@ function readComponent(raw, index, limits, copy) {
 var APPLY_LIMITS = {
   maxComponents: Number.POSITIVE_INFINITY,
   maxPathLength: Number.POSITIVE_INFINITY,
-  maxDepth: 1e3,
+  maxDepth: 1e3
 };
 var Editor = class {
   #owned;
@@ -577,16 +550,9 @@ var Editor = class {
     this.#owned = owned;
   }
   fail(message) {
-    throw new OpError(
-      "FAILED_PRECONDITION",
-      `${message} (op[${this.index}] ${this.component.action.type} at ${
-        formatPath(this.component.path)
-      })`,
-      this.component.path,
-      {
-        component: this.index,
-      },
-    );
+    throw new OpError("FAILED_PRECONDITION", `${message} (op[${this.index}] ${this.component.action.type} at ${formatPath(this.component.path)})`, this.component.path, {
+      component: this.index
+    });
   }
   ownList(list) {
     if (this.#owned.has(list)) return list;
@@ -597,7 +563,7 @@ var Editor = class {
   ownObject(object) {
     if (this.#owned.has(object)) return object;
     const copy = {
-      ...object,
+      ...object
     };
     this.#owned.add(copy);
     return copy;
@@ -610,14 +576,10 @@ var Editor = class {
     const where = formatPath(path.slice(0, depth));
     if (typeof segment === "number") {
       if (!Array.isArray(node)) {
-        this.fail(
-          `Path not found: index ${segment} needs a list at ${where}, found ${kindOf(node)}`,
-        );
+        this.fail(`Path not found: index ${segment} needs a list at ${where}, found ${kindOf(node)}`);
       }
       if (segment >= node.length) {
-        this.fail(
-          `Path not found: index ${segment} is out of range for the list at ${where} (length ${node.length})`,
-        );
+        this.fail(`Path not found: index ${segment} is out of range for the list at ${where} (length ${node.length})`);
       }
       const child2 = this.editAt(node[segment], depth + 1, end, edit);
       const list = this.ownList(node);
@@ -625,9 +587,7 @@ var Editor = class {
       return list;
     }
     if (!isObject(node)) {
-      this.fail(
-        `Path not found: key "${segment}" needs an object at ${where}, found ${kindOf(node)}`,
-      );
+      this.fail(`Path not found: key "${segment}" needs an object at ${where}, found ${kindOf(node)}`);
     }
     if (!Object.hasOwn(node, segment)) {
       this.fail(`Path not found: no key "${segment}" in the object at ${where}`);
@@ -657,9 +617,7 @@ function applyComponent(root, c, editor) {
             editor.fail(`Type mismatch: index ${key} needs a list, found ${kindOf(parent)}`);
           }
           if (key >= parent.length) {
-            editor.fail(
-              `Index ${key} is out of range for a list of length ${parent.length} (use list_insert to add)`,
-            );
+            editor.fail(`Index ${key} is out of range for a list of length ${parent.length} (use list_insert to add)`);
           }
           const list = editor.ownList(parent);
           list[key] = action.value;
@@ -702,18 +660,12 @@ function applyComponent(root, c, editor) {
         }
         if (action.type === "text_insert") {
           if (action.offset > target.length) {
-            editor.fail(
-              `Offset ${action.offset} is out of range for a string of length ${target.length}`,
-            );
+            editor.fail(`Offset ${action.offset} is out of range for a string of length ${target.length}`);
           }
           return target.slice(0, action.offset) + action.text + target.slice(action.offset);
         }
         if (action.offset + action.length > target.length) {
-          editor.fail(
-            `Range ${action.offset}..${
-              action.offset + action.length
-            } is out of range for a string of length ${target.length}`,
-          );
+          editor.fail(`Range ${action.offset}..${action.offset + action.length} is out of range for a string of length ${target.length}`);
         }
         return target.slice(0, action.offset) + target.slice(action.offset + action.length);
       });
@@ -737,9 +689,7 @@ function applyComponent(root, c, editor) {
           return list2;
         }
         if (action.from >= target.length || action.to >= target.length) {
-          editor.fail(
-            `Move ${action.from} -> ${action.to} is out of range for a list of length ${target.length}`,
-          );
+          editor.fail(`Move ${action.from} -> ${action.to} is out of range for a list of length ${target.length}`);
         }
         if (action.from === action.to) return target;
         const list = editor.ownList(target);
@@ -774,12 +724,10 @@ function isNodeLevel(action) {
   return action.type === "set" || action.type === "delete" || action.type === "list_delete";
 }
 function nodeOf(c) {
-  return c.action.type === "list_delete"
-    ? [
-      ...c.path,
-      c.action.index,
-    ]
-    : c.path;
+  return c.action.type === "list_delete" ? [
+    ...c.path,
+    c.action.index
+  ] : c.path;
 }
 function structuralList(c) {
   switch (c.action.type) {
@@ -816,13 +764,13 @@ function mapIndex(j, a) {
 function withPath(c, path) {
   return {
     path,
-    action: c.action,
+    action: c.action
   };
 }
 function at(c, action) {
   return {
     path: c.path,
-    action,
+    action
   };
 }
 function move(c, from, to) {
@@ -830,8 +778,8 @@ function move(c, from, to) {
     at(c, {
       type: "list_move",
       from,
-      to,
-    }),
+      to
+    })
   ];
 }
 function transformListAction(c, a, cLeft) {
@@ -852,8 +800,8 @@ function transformListAction(c, a, cLeft) {
       return [
         at(c, {
           ...ca,
-          index,
-        }),
+          index
+        })
       ];
     }
     case "list_delete": {
@@ -861,8 +809,8 @@ function transformListAction(c, a, cLeft) {
       return index === void 0 ? [] : [
         at(c, {
           type: "list_delete",
-          index,
-        }),
+          index
+        })
       ];
     }
     case "list_move": {
@@ -888,7 +836,7 @@ function transformListAction(c, a, cLeft) {
     }
     default:
       return [
-        c,
+        c
       ];
   }
 }
@@ -909,8 +857,8 @@ function transformText(c, a, cLeft) {
     return [
       at(c, {
         ...ca,
-        offset,
-      }),
+        offset
+      })
     ];
   }
   if (ca.type === "text_delete") {
@@ -918,31 +866,27 @@ function transformText(c, a, cLeft) {
     const end = ca.offset + ca.length;
     if (aa.type === "text_insert") {
       const size = aa.text.length;
-      if (aa.offset <= start) {
-        return [
-          at(c, {
-            ...ca,
-            offset: start + size,
-          }),
-        ];
-      }
-      if (aa.offset >= end) {
-        return [
-          c,
-        ];
-      }
+      if (aa.offset <= start) return [
+        at(c, {
+          ...ca,
+          offset: start + size
+        })
+      ];
+      if (aa.offset >= end) return [
+        c
+      ];
       const head = aa.offset - start;
       return [
         at(c, {
           type: "text_delete",
           offset: start,
-          length: head,
+          length: head
         }),
         at(c, {
           type: "text_delete",
           offset: start + size,
-          length: ca.length - head,
-        }),
+          length: ca.length - head
+        })
       ];
     }
     if (aa.type === "text_delete") {
@@ -955,13 +899,13 @@ function transformText(c, a, cLeft) {
         at(c, {
           type: "text_delete",
           offset,
-          length,
-        }),
+          length
+        })
       ];
     }
   }
   return [
-    c,
+    c
   ];
 }
 function transformComponent(c, a, cLeft, collect) {
@@ -989,20 +933,18 @@ function transformComponent(c, a, cLeft, collect) {
                 action: {
                   type: "list_insert",
                   index: key,
-                  value: ca.value,
-                },
-              },
+                  value: ca.value
+                }
+              }
             ];
           }
           return [
-            c,
+            c
           ];
         }
-        return aa.type === "set" && cLeft
-          ? [
-            c,
-          ]
-          : [];
+        return aa.type === "set" && cLeft ? [
+          c
+        ] : [];
       }
       if (node.length > removedNode.length && isPrefix(removedNode, node)) return [];
     } else if (isPrefix(removedNode, c.path)) {
@@ -1013,54 +955,46 @@ function transformComponent(c, a, cLeft, collect) {
   if (list !== void 0) {
     if (c.path.length > list.length && isPrefix(list, c.path)) {
       const j = c.path[list.length];
-      if (typeof j !== "number") {
-        return [
-          c,
-        ];
-      }
+      if (typeof j !== "number") return [
+        c
+      ];
       const index = mapIndex(j, a);
       if (index === void 0) return [];
-      if (index === j) {
-        return [
-          c,
-        ];
-      }
+      if (index === j) return [
+        c
+      ];
       const path = c.path.slice();
       path[list.length] = index;
       return [
-        withPath(c, path),
+        withPath(c, path)
       ];
     }
     if (pathEquals(c.path, list)) return transformListAction(c, a, cLeft);
     return [
-      c,
+      c
     ];
   }
-  if (
-    (aa.type === "text_insert" || aa.type === "text_delete") &&
-    (ca.type === "text_insert" || ca.type === "text_delete") && pathEquals(c.path, a.path)
-  ) {
+  if ((aa.type === "text_insert" || aa.type === "text_delete") && (ca.type === "text_insert" || ca.type === "text_delete") && pathEquals(c.path, a.path)) {
     return transformText(c, a, cLeft);
   }
   return [
-    c,
+    c
   ];
 }
 function pair(first, second, ctx) {
-  const collect = ctx.collect === void 0 ? void 0 : (incoming, applied, path) =>
-    ctx.collect({
-      path,
-      appliedValue: valueOf(applied.action),
-      incomingValue: valueOf(incoming.action),
-    });
+  const collect = ctx.collect === void 0 ? void 0 : (incoming, applied, path) => ctx.collect({
+    path,
+    appliedValue: valueOf(applied.action),
+    incomingValue: valueOf(incoming.action)
+  });
   return [
     transformComponent(first, second, ctx.firstLeft, collect),
-    transformComponent(second, first, !ctx.firstLeft, void 0),
+    transformComponent(second, first, !ctx.firstLeft, void 0)
   ];
 }
 function againstComponent(first, second, ctx) {
   let rest = [
-    second,
+    second
   ];
   const out = [];
   for (const c of first) {
@@ -1071,12 +1005,12 @@ function againstComponent(first, second, ctx) {
   }
   return [
     out,
-    rest,
+    rest
   ];
 }
 function componentAgainst(first, second, ctx) {
   let current = [
-    first,
+    first
   ];
   const out = [];
   for (const s of second) {
@@ -1090,7 +1024,7 @@ function componentAgainst(first, second, ctx) {
   }
   return [
     current,
-    out,
+    out
   ];
 }
 function transformX(first, second, ctx) {
@@ -1104,7 +1038,7 @@ function transformX(first, second, ctx) {
   }
   return [
     out,
-    rest,
+    rest
   ];
 }
 function valueOf(action) {
@@ -1121,7 +1055,7 @@ function transform(op, against, side) {
   }
   checkOps(op, against);
   return transformX(op, against, {
-    firstLeft: side === "left",
+    firstLeft: side === "left"
   })[0];
 }
 
@@ -1181,7 +1115,7 @@ var OtState = class {
     this.#inflight = {
       op,
       clientOpId: this.#newId(),
-      baseVersion: this.#version,
+      baseVersion: this.#version
     };
     return this.#inflight;
   }
@@ -1200,25 +1134,18 @@ var OtState = class {
    * @throws {OpError} if the transformed op does not apply (a bug or a corrupt stream)
    */
   receive(version, op, clientOpId) {
-    if (version <= this.#version) {
-      return {
-        kind: "stale",
-      };
-    }
-    if (version > this.#version + 1) {
-      return {
-        kind: "gap",
-      };
-    }
-    if (
-      this.#inflight !== null && clientOpId !== void 0 && clientOpId !== "" &&
-      clientOpId === this.#inflight.clientOpId
-    ) {
+    if (version <= this.#version) return {
+      kind: "stale"
+    };
+    if (version > this.#version + 1) return {
+      kind: "gap"
+    };
+    if (this.#inflight !== null && clientOpId !== void 0 && clientOpId !== "" && clientOpId === this.#inflight.clientOpId) {
       this.#version = version;
       this.#inflight = null;
       return {
         kind: "ack",
-        version,
+        version
       };
     }
     let remote = op;
@@ -1237,7 +1164,7 @@ var OtState = class {
     return {
       kind: "remote",
       version,
-      op: remote,
+      op: remote
     };
   }
   /**
@@ -1258,7 +1185,7 @@ var OtState = class {
   reset(version, content, strategy) {
     const dropped = [
       ...this.#inflight?.op ?? [],
-      ...this.#pending,
+      ...this.#pending
     ];
     this.#version = version;
     this.#content = content;
@@ -1287,8 +1214,8 @@ function appendCompressed(op, next) {
           path: last.path,
           action: {
             ...a,
-            text,
-          },
+            text
+          }
         };
         return;
       }
@@ -1299,8 +1226,8 @@ function appendCompressed(op, next) {
           path: last.path,
           action: {
             ...a,
-            length: a.length + b.length,
-          },
+            length: a.length + b.length
+          }
         };
         return;
       }
@@ -1310,8 +1237,8 @@ function appendCompressed(op, next) {
           action: {
             type: "text_delete",
             offset: b.offset,
-            length: a.length + b.length,
-          },
+            length: a.length + b.length
+          }
         };
         return;
       }
@@ -1327,7 +1254,7 @@ function samePath(a, b) {
 function toWireComponents(op) {
   return op.map((c) => ({
     ...c.action,
-    path: c.path,
+    path: c.path
   }));
 }
 function fromWireComponents(components) {
@@ -1338,15 +1265,15 @@ function fromWireComponents(components) {
           path: c.path,
           action: {
             type: "set",
-            value: c.value,
-          },
+            value: c.value
+          }
         };
       case "delete":
         return {
           path: c.path,
           action: {
-            type: "delete",
-          },
+            type: "delete"
+          }
         };
       case "text_insert":
         return {
@@ -1354,8 +1281,8 @@ function fromWireComponents(components) {
           action: {
             type: "text_insert",
             offset: c.offset,
-            text: c.text,
-          },
+            text: c.text
+          }
         };
       case "text_delete":
         return {
@@ -1363,8 +1290,8 @@ function fromWireComponents(components) {
           action: {
             type: "text_delete",
             offset: c.offset,
-            length: c.length,
-          },
+            length: c.length
+          }
         };
       case "list_insert":
         return {
@@ -1372,16 +1299,16 @@ function fromWireComponents(components) {
           action: {
             type: "list_insert",
             index: c.index,
-            value: c.value,
-          },
+            value: c.value
+          }
         };
       case "list_delete":
         return {
           path: c.path,
           action: {
             type: "list_delete",
-            index: c.index,
-          },
+            index: c.index
+          }
         };
       case "list_move":
         return {
@@ -1389,16 +1316,16 @@ function fromWireComponents(components) {
           action: {
             type: "list_move",
             from: c.from,
-            to: c.to,
-          },
+            to: c.to
+          }
         };
       case "increment":
         return {
           path: c.path,
           action: {
             type: "increment",
-            delta: c.delta,
-          },
+            delta: c.delta
+          }
         };
       default:
         throw new TypeError(`Unknown component type ${c.type}`);
@@ -1477,7 +1404,7 @@ var DocHandle = class {
     this.events.emit("change", {
       op,
       source: "local",
-      version: this.#ot.version,
+      version: this.#ot.version
     });
     this.#flush();
   }
@@ -1499,16 +1426,16 @@ var DocHandle = class {
       document_id: this.id,
       path: options.path ?? [],
       ...options.ttlMs === void 0 ? {} : {
-        ttl_ms: options.ttlMs,
+        ttl_ms: options.ttlMs
       },
       ...options.lockId === void 0 ? {} : {
-        lock_id: options.lockId,
-      },
+        lock_id: options.lockId
+      }
     });
     const lock = reply.data;
     this.#locks.set(lock.id, lock);
     this.events.emit("locks", {
-      locks: this.#locks,
+      locks: this.#locks
     });
     return lock;
   }
@@ -1517,13 +1444,11 @@ var DocHandle = class {
     await this.#link.request({
       type: "unlock",
       document_id: this.id,
-      lock_id: lockId,
+      lock_id: lockId
     });
-    if (this.#locks.delete(lockId)) {
-      this.events.emit("locks", {
-        locks: this.#locks,
-      });
-    }
+    if (this.#locks.delete(lockId)) this.events.emit("locks", {
+      locks: this.#locks
+    });
   }
   /** Unsubscribe and stop. */
   async close() {
@@ -1536,7 +1461,7 @@ var DocHandle = class {
     if (wasOnline) {
       await this.#link.request({
         type: "unsubscribe",
-        document_id: this.id,
+        document_id: this.id
       }).catch(() => {
       });
     }
@@ -1548,7 +1473,7 @@ var DocHandle = class {
     return new Promise((resolve, reject) => {
       this.#loaded = {
         resolve,
-        reject,
+        reject
       };
     });
   }
@@ -1583,7 +1508,7 @@ var DocHandle = class {
     const resume = !fresh && this.#ot !== void 0;
     const message = {
       type: "subscribe",
-      document_id: this.id,
+      document_id: this.id
     };
     if (resume) message.from_version = this.#ot.version;
     this.#link.request(message).then((reply) => {
@@ -1600,7 +1525,7 @@ var DocHandle = class {
       this.#loaded?.reject(error);
       this.#loaded = void 0;
       this.events.emit("error", {
-        error,
+        error
       });
     });
   }
@@ -1613,19 +1538,19 @@ var DocHandle = class {
         this.#ot = new OtState({
           version: doc.version,
           content: doc.content,
-          strategy: doc.conflict_strategy,
+          strategy: doc.conflict_strategy
         });
       } else {
         const dropped = this.#ot.reset(doc.version, doc.content, doc.conflict_strategy);
         this.events.emit("change", {
           op: [],
           source: "remote",
-          version: doc.version,
+          version: doc.version
         });
         if (fresh && this.#pendingRejection !== void 0) {
           this.events.emit("rejected", {
             error: this.#pendingRejection,
-            dropped,
+            dropped
           });
         }
       }
@@ -1643,7 +1568,7 @@ var DocHandle = class {
     this.events.emit("synced", {
       version: this.version,
       replayed: data.replayed ?? 0,
-      resumed,
+      resumed
     });
     this.#loaded?.resolve();
     this.#loaded = void 0;
@@ -1658,11 +1583,7 @@ var DocHandle = class {
       case "operation_applied": {
         const op = message.operation;
         if (op === null) break;
-        const received = ot.receive(
-          message.version,
-          fromWireComponents(op.components),
-          op.client_op_id,
-        );
+        const received = ot.receive(message.version, fromWireComponents(op.components), op.client_op_id);
         if (received.kind === "gap") {
           this.#subscribe(false);
           return;
@@ -1670,14 +1591,14 @@ var DocHandle = class {
         if (received.kind === "ack") {
           this.events.emit("ack", {
             version: received.version,
-            clientOpId: op.client_op_id,
+            clientOpId: op.client_op_id
           });
           this.#flush();
         } else if (received.kind === "remote") {
           this.events.emit("change", {
             op: received.op,
             source: "remote",
-            version: received.version,
+            version: received.version
           });
         }
         break;
@@ -1688,7 +1609,7 @@ var DocHandle = class {
         if (presence.state === null) this.#presence.delete(presence.session_id);
         else this.#presence.set(presence.session_id, presence);
         this.events.emit("presence", {
-          presence: this.#presence,
+          presence: this.#presence
         });
         break;
       }
@@ -1697,11 +1618,9 @@ var DocHandle = class {
         for (const [session, presence] of this.#presence) {
           if (presence.user_id === message.user_id) changed = this.#presence.delete(session);
         }
-        if (changed) {
-          this.events.emit("presence", {
-            presence: this.#presence,
-          });
-        }
+        if (changed) this.events.emit("presence", {
+          presence: this.#presence
+        });
         break;
       }
       case "lock_acquired":
@@ -1711,7 +1630,7 @@ var DocHandle = class {
         if (message.event === "lock_acquired") this.#locks.set(lock.id, lock);
         else this.#locks.delete(lock.id);
         this.events.emit("locks", {
-          locks: this.#locks,
+          locks: this.#locks
         });
         break;
       }
@@ -1721,7 +1640,7 @@ var DocHandle = class {
       case "document_updated":
         if (message.document !== void 0) {
           this.#info = {
-            ...message.document,
+            ...message.document
           };
         }
         break;
@@ -1750,7 +1669,7 @@ var DocHandle = class {
       document_id: this.id,
       base_version: next.baseVersion,
       client_op_id: clientOpId,
-      components: toWireComponents(next.op),
+      components: toWireComponents(next.op)
     }).then((reply) => {
       if (reply.held === true) {
         this.#reject(new RequestError("ABORTED", "Operation held as a conflict"));
@@ -1759,7 +1678,7 @@ var DocHandle = class {
       if (ot.ack(reply.version, clientOpId)) {
         this.events.emit("ack", {
           version: reply.version,
-          clientOpId,
+          clientOpId
         });
         this.#flush();
       }
@@ -1791,7 +1710,7 @@ var DocHandle = class {
     this.#presenceTimer = void 0;
     const message = {
       type: "presence",
-      document_id: this.id,
+      document_id: this.id
     };
     if (state !== null) {
       message.state = state;
@@ -1811,11 +1730,9 @@ var DocHandle = class {
     }, (error) => {
       this.#presenceBusy = false;
       this.#presenceSent = void 0;
-      if (error.status !== "DISCONNECTED") {
-        this.events.emit("error", {
-          error,
-        });
-      }
+      if (error.status !== "DISCONNECTED") this.events.emit("error", {
+        error
+      });
     });
   }
   #clearTimers() {
@@ -1828,11 +1745,11 @@ var DocHandle = class {
 
 // gateway/client/client.ts
 var FATAL_CLOSE = /* @__PURE__ */ new Set([
-  4004,
+  4004
 ]);
 var AUTH_CLOSE = /* @__PURE__ */ new Set([
   4001,
-  4003,
+  4003
 ]);
 var AetherFlowClient = class {
   /** Typed events. */
@@ -1871,7 +1788,7 @@ var AetherFlowClient = class {
     this.#random = options.random ?? Math.random;
     this.#backoff = options.backoff ?? {
       baseMs: 250,
-      maxMs: 1e4,
+      maxMs: 1e4
     };
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 15e3;
     this.#refreshMarginMs = options.refreshMarginMs ?? 6e4;
@@ -1890,7 +1807,7 @@ var AetherFlowClient = class {
       retryDelay: (attempt) => this.#delay(attempt),
       setTimeout: (fn, ms) => this.#clock.setTimeout(fn, ms),
       clearTimeout: (handle) => this.#clock.clearTimeout(handle),
-      forget: (documentId) => this.#docs.delete(documentId),
+      forget: (documentId) => this.#docs.delete(documentId)
     };
   }
   /** Current connection status. */
@@ -1944,19 +1861,17 @@ var AetherFlowClient = class {
   /** Subscribe to a plain channel (messages arrive as `message` events). */
   async subscribeChannel(channel) {
     this.#channels.add(channel);
-    if (this.#authed) {
-      await this.#request({
-        type: "subscribe",
-        channel,
-      });
-    }
+    if (this.#authed) await this.#request({
+      type: "subscribe",
+      channel
+    });
   }
   /** Publish to a channel; resolves with the number of deliveries. @throws {RequestError} */
   async publish(channel, data) {
     const reply = await this.#request({
       type: "publish",
       channel,
-      data,
+      data
     });
     return reply.data.delivered;
   }
@@ -1964,7 +1879,7 @@ var AetherFlowClient = class {
   async close() {
     if (this.#status === "closed") return;
     const docs = [
-      ...this.#docs.values(),
+      ...this.#docs.values()
     ];
     await Promise.all(docs.map((doc) => doc.close()));
     this.#shutdown("closed");
@@ -1982,8 +1897,8 @@ var AetherFlowClient = class {
       status,
       attempt: this.#attempt,
       ...delayMs === void 0 ? {} : {
-        delayMs,
-      },
+        delayMs
+      }
     });
   }
   #isClosed() {
@@ -1992,7 +1907,7 @@ var AetherFlowClient = class {
   #delay(attempt) {
     return backoffDelay(attempt, {
       ...this.#backoff,
-      random: this.#random,
+      random: this.#random
     });
   }
   async #attemptConnect() {
@@ -2011,13 +1926,13 @@ var AetherFlowClient = class {
       if (this.#isClosed()) return;
       if (error instanceof ApiError && error.status === 401) {
         this.events.emit("error", {
-          error,
+          error
         });
         this.#shutdown("closed");
         return;
       }
       this.events.emit("error", {
-        error: asError(error),
+        error: asError(error)
       });
       this.#scheduleReconnect();
       return;
@@ -2028,7 +1943,7 @@ var AetherFlowClient = class {
       socket = this.#socketFactory(this.#url);
     } catch (error) {
       this.events.emit("error", {
-        error: asError(error),
+        error: asError(error)
       });
       this.#scheduleReconnect();
       return;
@@ -2039,7 +1954,7 @@ var AetherFlowClient = class {
       this.#touch();
       this.#request({
         type: "auth",
-        token,
+        token
       }, socket).then((reply) => this.#onAuthenticated(reply), () => {
       });
     };
@@ -2061,7 +1976,7 @@ var AetherFlowClient = class {
     this.events.emit("authenticated", {
       userId: data.user_id,
       sessionId: data.session_id,
-      expiresAt: data.expires_at,
+      expiresAt: data.expires_at
     });
     if (!first) return;
     this.#attempt = 0;
@@ -2069,7 +1984,7 @@ var AetherFlowClient = class {
     for (const channel of this.#channels) {
       this.#request({
         type: "subscribe",
-        channel,
+        channel
       }).catch(() => {
       });
     }
@@ -2092,22 +2007,19 @@ var AetherFlowClient = class {
       if (this.#socket !== socket || !this.#authed) return;
       const reply = await this.#request({
         type: "refresh",
-        token,
+        token
       });
       this.#onAuthenticated(reply);
     } catch (error) {
       this.events.emit("error", {
-        error: asError(error),
+        error: asError(error)
       });
       if (error instanceof ApiError && error.status === 401) {
         this.#shutdown("closed");
         return;
       }
       if (this.#socket === socket) {
-        this.#refreshTimer = this.#clock.setTimeout(
-          () => this.#refreshOnSocket(),
-          1e3 + this.#delay(2),
-        );
+        this.#refreshTimer = this.#clock.setTimeout(() => this.#refreshOnSocket(), 1e3 + this.#delay(2));
       }
     }
   }
@@ -2127,14 +2039,14 @@ var AetherFlowClient = class {
       message = JSON.parse(String(raw));
     } catch (error) {
       this.events.emit("error", {
-        error: asError(error),
+        error: asError(error)
       });
       return;
     }
     switch (message.type) {
       case "ping":
         this.#sendRaw({
-          type: "pong",
+          type: "pong"
         });
         return;
       case "reply":
@@ -2146,7 +2058,7 @@ var AetherFlowClient = class {
         if (pending === void 0) {
           if (message.type === "error") {
             this.events.emit("error", {
-              error: new RequestError(String(message.status), String(message.message)),
+              error: new RequestError(String(message.status), String(message.message))
             });
           }
           return;
@@ -2169,7 +2081,7 @@ var AetherFlowClient = class {
         this.events.emit("message", {
           channel: String(message.channel),
           from: String(message.from),
-          data: message.data,
+          data: message.data
         });
         return;
     }
@@ -2197,14 +2109,12 @@ var AetherFlowClient = class {
       this.#requests.set(id, {
         resolve,
         reject,
-        timer,
+        timer
       });
-      if (
-        !this.#sendRaw({
-          ...message,
-          id,
-        }, socket)
-      ) {
+      if (!this.#sendRaw({
+        ...message,
+        id
+      }, socket)) {
         this.#requests.delete(id);
         this.#clock.clearTimeout(timer);
         reject(new RequestError("DISCONNECTED", "Not connected"));
@@ -2213,11 +2123,7 @@ var AetherFlowClient = class {
   }
   #onClose(socket, code, reason) {
     if (this.#socket !== socket) return;
-    socket.onopen =
-      socket.onmessage =
-      socket.onclose =
-      socket.onerror =
-        null;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
     this.#socket = void 0;
     this.#authed = false;
     this.#clock.clearTimeout(this.#refreshTimer);
@@ -2227,12 +2133,12 @@ var AetherFlowClient = class {
     for (const doc of this.#docs.values()) doc.onOffline();
     this.events.emit("disconnected", {
       code,
-      reason,
+      reason
     });
     if (this.#status === "closed") return;
     if (FATAL_CLOSE.has(code)) {
       this.events.emit("error", {
-        error: new RequestError("UNAUTHENTICATED", reason),
+        error: new RequestError("UNAUTHENTICATED", reason)
       });
       this.#shutdown("closed");
       return;
@@ -2273,7 +2179,7 @@ var AetherFlowClient = class {
   }
   #failRequests() {
     const requests = [
-      ...this.#requests.values(),
+      ...this.#requests.values()
     ];
     this.#requests.clear();
     for (const pending of requests) {
@@ -2313,7 +2219,7 @@ function browserOnlineSource() {
         g.removeEventListener("online", on);
         g.removeEventListener("offline", off);
       };
-    },
+    }
   };
 }
 
@@ -2322,8 +2228,7 @@ function textEditOp(before, after, path, caret) {
   if (before === after) return [];
   const min = Math.min(before.length, after.length);
   const sameAt = (i) => before.charCodeAt(i) === after.charCodeAt(i);
-  const sameFromEnd = (i) =>
-    before.charCodeAt(before.length - 1 - i) === after.charCodeAt(after.length - 1 - i);
+  const sameFromEnd = (i) => before.charCodeAt(before.length - 1 - i) === after.charCodeAt(after.length - 1 - i);
   let prefix = 0;
   let suffix = 0;
   if (caret !== void 0 && caret >= 0 && caret <= after.length) {
@@ -2345,8 +2250,8 @@ function textEditOp(before, after, path, caret) {
       action: {
         type: "text_delete",
         offset: prefix,
-        length: removed,
-      },
+        length: removed
+      }
     });
   }
   if (inserted.length > 0) {
@@ -2355,8 +2260,8 @@ function textEditOp(before, after, path, caret) {
       action: {
         type: "text_insert",
         offset: prefix,
-        text: inserted,
-      },
+        text: inserted
+      }
     });
   }
   return op;
@@ -2380,12 +2285,10 @@ function transformIndex(index, op, path, options = {}) {
 }
 function transformSelection(selection, op, path, options = {}) {
   const start = transformIndex(selection.start, op, path, options);
-  const end = selection.end === selection.start
-    ? start
-    : transformIndex(selection.end, op, path, options);
+  const end = selection.end === selection.start ? start : transformIndex(selection.end, op, path, options);
   return {
     start,
-    end: Math.max(start, end),
+    end: Math.max(start, end)
   };
 }
 function samePath2(a, b) {
@@ -2400,18 +2303,18 @@ function isLowSurrogate(code) {
 export {
   AetherFlowClient,
   ApiError,
-  backoffDelay,
   DEFAULT_BACKOFF,
   DocHandle,
   Emitter,
-  fromWireComponents,
   ManualClock,
   OtState,
   RequestError,
   RestAuth,
+  backoffDelay,
+  fromWireComponents,
   systemClock,
   textEditOp,
   toWireComponents,
   transformIndex,
-  transformSelection,
+  transformSelection
 };
