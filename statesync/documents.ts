@@ -139,6 +139,10 @@ interface DocBatch {
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 const RESOLUTION_SESSION = "conflict-resolution";
+/** Most microtask turns a commit waits for calls still being prepared. */
+const YIELD_TURNS = 1000;
+/** Batches smaller than this wait (briefly) for calls still being prepared. */
+const SMALL_BATCH = 256;
 
 /** Document engine; see the module docs. */
 export class DocumentManager {
@@ -158,6 +162,10 @@ export class DocumentManager {
   #batch = new Map<string, DocBatch>();
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
+  /** Calls queued or running in a document turn, not yet in a batch or answered. */
+  #preparing = 0;
+  /** Items in `#batch`. */
+  #batchedItems = 0;
   #transforms = 0;
   #closed = false;
   #background = new Set<Promise<unknown>>();
@@ -918,7 +926,8 @@ export class DocumentManager {
   #enqueue(work: Work<unknown>): void {
     const id = work.documentId;
     const previous = this.#turns.get(id) ?? Promise.resolve();
-    const turn = previous.then(() => this.#prepareWork(work));
+    this.#preparing++;
+    const turn = previous.then(() => this.#prepareWork(work)).finally(() => this.#preparing--);
     this.#turns.set(id, turn);
     turn.finally(() => {
       if (this.#turns.get(id) === turn) this.#turns.delete(id);
@@ -941,6 +950,7 @@ export class DocumentManager {
         let batch = this.#batch.get(work.documentId);
         if (batch === undefined) this.#batch.set(work.documentId, batch = { state, items: [] });
         batch.items.push({ work, prepared });
+        this.#batchedItems++;
         this.#scheduleFlush();
         return;
       }
@@ -965,6 +975,18 @@ export class DocumentManager {
   }
 
   async #flush(): Promise<void> {
+    // A small batch lets calls being prepared right now (typically the next ops of writers
+    // whose acks just went out) join this commit instead of waiting a whole commit for the
+    // next one: a bounded number of microtask turns, no timers. A large batch goes at once,
+    // so preparing the next batch overlaps this commit.
+    for (
+      let i = 0;
+      i < YIELD_TURNS && this.#preparing > 0 && this.#batchedItems < SMALL_BATCH;
+      i++
+    ) {
+      await Promise.resolve();
+    }
+    this.#batchedItems = 0;
     const batches = [...this.#batch.values()];
     this.#batch = new Map();
     const requests: CommitRequest[] = batches.map((batch) => {
@@ -1019,6 +1041,7 @@ export class DocumentManager {
       const follower = this.#batch.get(id);
       if (follower === undefined) continue;
       this.#batch.delete(id);
+      this.#batchedItems -= follower.items.length;
       for (const item of follower.items) this.#retry(item.work);
     }
   }
