@@ -20,6 +20,7 @@ import type {
   StreamHandlers,
 } from "./backends.ts";
 import type { BreakerRegistry } from "./breaker.ts";
+import { startGoawayFilter } from "./_goaway_filter.ts";
 
 /** Where and how to reach one backend. */
 export interface BackendTarget {
@@ -50,6 +51,11 @@ export interface GrpcBackendsOptions {
   logger?: Logger;
   /** Base backoff before the first retry, ms (default 25). */
   retryBaseMs?: number;
+  /**
+   * Relay connections through a local filter that drops HTTP/2 GOAWAY frames (default true):
+   * works around a Deno 2.9 node:http2 crash on GOAWAY (see _goaway_filter.ts).
+   */
+  filterGoaway?: boolean;
 }
 
 const IDEMPOTENT = new Set([
@@ -85,14 +91,19 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
   const log = options.logger ?? silentLogger;
   const tunnels: Tunnel[] = [];
   const resolve = async (target: BackendTarget): Promise<string> => {
-    if (target.transport === "tcp") return target.address;
-    if (options.tunnel === undefined) {
-      throw new RangeError(`transport "quantum" for ${target.address} needs a tunnel factory`);
+    let address = target.address;
+    if (target.transport === "quantum") {
+      if (options.tunnel === undefined) {
+        throw new RangeError(`transport "quantum" for ${target.address} needs a tunnel factory`);
+      }
+      const tunnel = await options.tunnel(splitAddress(target.address));
+      tunnels.push(tunnel);
+      address = tunnel.address;
     }
-    const { hostname, port } = splitAddress(target.address);
-    const tunnel = await options.tunnel({ hostname, port });
-    tunnels.push(tunnel);
-    return tunnel.address;
+    if (options.filterGoaway === false) return address;
+    const filter = await startGoawayFilter(splitAddress(address));
+    tunnels.push(filter);
+    return filter.address;
   };
   const channelOptions = {
     "grpc.keepalive_time_ms": 30_000,
@@ -252,7 +263,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     async close() {
       sessionClient.close();
       statesyncClient.close();
-      for (const tunnel of tunnels) await tunnel.close();
+      for (const tunnel of tunnels.reverse()) await tunnel.close();
     },
   };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "zod";
-import { AppError, parseId } from "../kernel/mod.ts";
+import { AppError, newId, parseId } from "../kernel/mod.ts";
 import type { Document } from "../proto/gen/statesync.ts";
 import {
   callOptions,
@@ -263,7 +263,7 @@ export function documentRoutes(deps: GatewayDeps): Route[] {
             version: 0,
             authorId: user.id,
             sessionId: body.session_id ?? user.sessionId,
-            clientOpId: body.client_op_id ?? "",
+            clientOpId: body.client_op_id ?? newId(),
             timestamp: 0,
             components: body.components.map(toProtoComponent),
           },

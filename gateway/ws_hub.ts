@@ -773,7 +773,7 @@ export class WsHub {
               version: 0,
               authorId: user.id,
               sessionId: user.sessionId,
-              clientOpId: message.client_op_id ?? "",
+              clientOpId: message.client_op_id ?? newId(),
               timestamp: 0,
               components: message.components.map(toProtoComponent),
             },
