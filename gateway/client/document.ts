@@ -28,7 +28,13 @@ import {
 /** Events of a {@linkcode DocHandle}. */
 export interface DocEvents {
   /** The local content changed (local edit, or a remote op transformed into local view). */
-  change: { op: Op; source: "local" | "remote"; version: number };
+  change: {
+    op: Op;
+    source: "local" | "remote";
+    version: number;
+    /** Session id of the remote op's author. */
+    author?: string;
+  };
   /** The server acknowledged one of our ops. */
   ack: { version: number; clientOpId: string };
   /** Subscribed (first time, or again after a reconnect) and caught up. */
@@ -301,6 +307,7 @@ export class DocHandle {
             op: received.op,
             source: "remote",
             version: received.version,
+            author: op.session_id,
           });
         }
         break;

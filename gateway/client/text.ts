@@ -85,12 +85,15 @@ export function transformIndex(
   return options.length === undefined ? out : Math.min(Math.max(0, out), options.length);
 }
 
-/** Move a selection through `op` (see {@linkcode transformIndex}). */
+/**
+ * Move a selection through `op` (see {@linkcode transformIndex}); set `pushedByInsertAt`
+ * for the selection of the op's author (their own typing moves their caret).
+ */
 export function transformSelection(
   selection: Selection,
   op: Op,
   path: Path,
-  options: { length?: number } = {},
+  options: { pushedByInsertAt?: boolean; length?: number } = {},
 ): Selection {
   const start = transformIndex(selection.start, op, path, options);
   const end = selection.end === selection.start

@@ -244,8 +244,8 @@ async function openDoc(id: string): Promise<void> {
   renderPresence();
   renderLocks();
   state.offs.push(
-    doc.events.on("change", ({ op, source }) => {
-      if (source === "remote") applyRemote(op);
+    doc.events.on("change", ({ op, source, author }) => {
+      if (source === "remote") applyRemote(op, author);
       renderVersion();
     }),
     doc.events.on("ack", renderVersion),
@@ -305,8 +305,11 @@ function onInput(): void {
   renderStatus(state.client?.status ?? "idle");
 }
 
-/** A remote op arrived (already transformed into our local view): keep the caret in place. */
-function applyRemote(op: Op): void {
+/**
+ * A remote op arrived (already transformed into our local view): keep our caret in place,
+ * move others' carets with it (the author's own caret moves past their insert).
+ */
+function applyRemote(op: Op, author: string | undefined): void {
   const doc = state.doc;
   if (doc === undefined) return;
   const text = textOf(doc);
@@ -323,10 +326,13 @@ function applyRemote(op: Op): void {
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
   // Others' cursors move with the text too.
-  for (const presence of doc.presence.values()) {
+  for (const [session, presence] of doc.presence) {
     const s = selectionOf(presence);
     if (s !== undefined) {
-      const moved = transformSelection(s, op, TEXT_PATH, { length: text.length });
+      const moved = transformSelection(s, op, TEXT_PATH, {
+        length: text.length,
+        pushedByInsertAt: session === author,
+      });
       (presence.state as { selection: unknown }).selection = moved;
     }
   }
@@ -543,7 +549,10 @@ function addHistory(message: ServerMessage): void {
 }
 
 function describe(op: WireOperation): string {
-  const who = op.session_id === state.client?.sessionId ? "you" : op.author_id.slice(-6);
+  const name = (state.doc?.presence.get(op.session_id)?.state as { name?: string } | null)?.name;
+  const who = op.session_id === state.client?.sessionId
+    ? "you"
+    : `${name ?? op.author_id.slice(-6)}#${op.session_id.slice(-4)}`;
   const parts = op.components.map((c) => {
     switch (c.type) {
       case "text_insert":

@@ -1547,7 +1547,8 @@ var DocHandle = class {
           this.events.emit("change", {
             op: received.op,
             source: "remote",
-            version: received.version
+            version: received.version,
+            author: op.session_id
           });
         }
         break;
@@ -2463,8 +2464,8 @@ async function openDoc(id) {
   renderVersion();
   renderPresence();
   renderLocks();
-  state.offs.push(doc.events.on("change", ({ op, source }) => {
-    if (source === "remote") applyRemote(op);
+  state.offs.push(doc.events.on("change", ({ op, source, author }) => {
+    if (source === "remote") applyRemote(op, author);
     renderVersion();
   }), doc.events.on("ack", renderVersion), doc.events.on("synced", () => {
     syncTextarea();
@@ -2516,7 +2517,7 @@ function onInput() {
   sendPresence();
   renderStatus(state.client?.status ?? "idle");
 }
-function applyRemote(op) {
+function applyRemote(op, author) {
   const doc = state.doc;
   if (doc === void 0) return;
   const text = textOf(doc);
@@ -2532,11 +2533,12 @@ function applyRemote(op) {
   state.shadow = text;
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
-  for (const presence of doc.presence.values()) {
+  for (const [session, presence] of doc.presence) {
     const s = selectionOf(presence);
     if (s !== void 0) {
       const moved = transformSelection(s, op, TEXT_PATH, {
-        length: text.length
+        length: text.length,
+        pushedByInsertAt: session === author
       });
       presence.state.selection = moved;
     }
@@ -2753,7 +2755,8 @@ function addHistory(message) {
   renderHistory();
 }
 function describe(op) {
-  const who = op.session_id === state.client?.sessionId ? "you" : op.author_id.slice(-6);
+  const name = state.doc?.presence.get(op.session_id)?.state?.name;
+  const who = op.session_id === state.client?.sessionId ? "you" : `${name ?? op.author_id.slice(-6)}#${op.session_id.slice(-4)}`;
   const parts = op.components.map((c) => {
     switch (c.type) {
       case "text_insert":

@@ -1598,7 +1598,8 @@ var DocHandle = class {
           this.events.emit("change", {
             op: received.op,
             source: "remote",
-            version: received.version
+            version: received.version,
+            author: op.session_id
           });
         }
         break;
