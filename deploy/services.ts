@@ -41,13 +41,13 @@ export const SERVICES: readonly ServiceSpec[] = [
   service("gateway"),
 ];
 
-/** The all-in-one binary: every service in one process (the one-command start). */
+/** The all-in-one binary: every service in one process (see deploy/aetherflow.ts). */
 export const ALL_IN_ONE: {
   readonly entry: string;
   readonly binary: string;
   readonly bundle: string;
 } = {
-  entry: "main.ts",
+  entry: "deploy/aetherflow.ts",
   binary: "aetherflow",
   bundle: "aetherflow.js",
 };
