@@ -637,3 +637,36 @@ Deno.test("every documented environment override sets its key through the config
   }
   assert.ok(alone > 0);
 });
+
+Deno.test("every local module the build targets import (code, wasm, text imports) reaches the Docker build stage", async () => {
+  const instructions = await dockerfile();
+  const ignore = (await Deno.readTextFile(`${ROOT}.dockerignore`)).split("\n")
+    .map((line) => line.trim()).filter((line) => line && !line.startsWith("#"));
+  const copied = copies(instructions).filter((c) => c.from === undefined).flatMap((c) =>
+    c.sources.map((source) => {
+      const dest = c.dest.replace(/^\.\//, "");
+      if (source.endsWith("/") || !c.dest.endsWith("/")) return dest;
+      return `${dest}${source.slice(source.lastIndexOf("/") + 1)}`;
+    })
+  );
+  let checked = 0;
+  for (const target of TARGETS.filter((t) => exists(t.entry))) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", target.entry],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const info = JSON.parse(new TextDecoder().decode(output.stdout)) as { modules: Obj[] };
+    for (const module of info.modules) {
+      const specifier = module.specifier as string;
+      if (!specifier.startsWith("file://")) continue;
+      const file = fileURLToPath(specifier).slice(ROOT.length);
+      const reached = copied.some((c) => c === file || (c.endsWith("/") && file.startsWith(c)));
+      assert.ok(reached && !dockerIgnored(ignore, file), `${target.name} needs ${file}`);
+      checked++;
+    }
+  }
+  assert.ok(checked > 0);
+});
