@@ -239,6 +239,7 @@ export class FakeGateway {
   }
 
   #handle(conn: FakeConn, raw: string): void {
+    if (new TextEncoder().encode(raw).length > 65_536) return this.drop(conn, 1009);
     const m = JSON.parse(raw) as Record<string, unknown> & { id?: unknown; type: string };
     this.received.push(m);
     if (m.type === "auth" || m.type === "refresh") {

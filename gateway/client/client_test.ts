@@ -214,6 +214,21 @@ Deno.test("a resend of an op the server already applied is de-duplicated, not ap
   await t.closeAll();
 });
 
+Deno.test("a paste larger than the gateway's message limit arrives in several ops", async () => {
+  const t = setup("");
+  const alice = t.client("alice");
+  const a = await t.open(alice);
+  const b = await t.open(t.client("bob"));
+  const big = "0123456789".repeat(20_000);
+  a.submit(ins(0, big));
+  await t.server.run();
+  assert.equal(alice.status, "online", "never closed for a too-big message");
+  assert.ok(t.server.applied > 3);
+  assert.equal(textOf(b), big);
+  assert.deepEqual(t.server.content(DOC), { text: big });
+  await t.closeAll();
+});
+
 Deno.test("a resubscribe resumes from the last seen version and receives exactly the missed ops", async () => {
   const t = setup();
   const alice = t.client("alice");

@@ -48,6 +48,12 @@ export interface OtStateOptions {
   strategy?: string;
   /** Most components per sent op; the rest stays pending (default 500). */
   maxComponents?: number;
+  /**
+   * Approximate most bytes of components per sent op (default 32 KiB; the gateway closes
+   * the socket on messages over 64 KiB). Long text inserts are split into consecutive
+   * inserts to fit; a single other component larger than this is sent alone.
+   */
+  maxBytes?: number;
   /** Client op id generator (default crypto.randomUUID). */
   newId?: () => string;
 }
@@ -60,6 +66,7 @@ export class OtState {
   #pending: Op = [];
   #mineWins: boolean;
   #maxComponents: number;
+  #maxBytes: number;
   #newId: () => string;
 
   constructor(options: OtStateOptions) {
@@ -67,6 +74,7 @@ export class OtState {
     this.#content = options.content;
     this.#mineWins = options.strategy === "lww";
     this.#maxComponents = options.maxComponents ?? 500;
+    this.#maxBytes = options.maxBytes ?? 32_768;
     this.#newId = options.newId ?? (() => crypto.randomUUID());
   }
 
@@ -106,13 +114,35 @@ export class OtState {
   }
 
   /**
-   * If nothing is in flight and something is pending: move (up to maxComponents of) the
-   * pending op into flight, against the current version, and return it for sending.
+   * If nothing is in flight and something is pending: move the head of the pending op (at
+   * most maxComponents components and about maxBytes) into flight, against the current
+   * version, and return it for sending.
    */
   takeSendable(): Readonly<InflightOp> | null {
     if (this.#inflight !== null || this.#pending.length === 0) return null;
-    const op = this.#pending.slice(0, this.#maxComponents);
-    this.#pending = this.#pending.slice(op.length);
+    const op: Op = [];
+    let bytes = 0;
+    let index = 0;
+    const rest: Op = [];
+    for (; index < this.#pending.length && op.length < this.#maxComponents; index++) {
+      const component = this.#pending[index]!;
+      const size = byteSize(component);
+      if (bytes + size <= this.#maxBytes || op.length === 0 && size <= this.#maxBytes) {
+        op.push(component);
+        bytes += size;
+        continue;
+      }
+      const [head, tail] = splitInsert(component, this.#maxBytes - bytes);
+      if (head !== undefined) op.push(head);
+      if (tail !== undefined) rest.push(tail);
+      if (head === undefined && op.length === 0) {
+        op.push(component); // cannot be split: send it alone and let the server judge
+        rest.pop();
+      }
+      index++;
+      break;
+    }
+    this.#pending = [...rest, ...this.#pending.slice(index)];
     this.#inflight = { op, clientOpId: this.#newId(), baseVersion: this.#version };
     return this.#inflight;
   }
@@ -226,6 +256,36 @@ function appendCompressed(op: Op, next: Op[number]): void {
     }
   }
   op.push(next);
+}
+
+const encoder = new TextEncoder();
+
+/** Approximate JSON size of a component on the wire. */
+function byteSize(component: Op[number]): number {
+  return encoder.encode(JSON.stringify(component)).length + 16;
+}
+
+/**
+ * Split a text insert so its first part takes about `budget` bytes; other components (or a
+ * budget too small for any text) give `[undefined, component]`.
+ */
+function splitInsert(component: Op[number], budget: number): [Op[number]?, Op[number]?] {
+  const action = component.action;
+  const overhead = byteSize({ ...component, action: { ...action, text: "" } as typeof action });
+  if (action.type !== "text_insert" || budget - overhead < 64) return [undefined, component];
+  // UTF-16 units cost up to 3 bytes in UTF-8 (a pair costs 4 for 2 units); JSON escapes
+  // of control characters cost up to 6, so be conservative.
+  let cut = Math.max(1, Math.floor((budget - overhead) / 6));
+  const code = action.text.charCodeAt(cut - 1);
+  if (code >= 0xd800 && code <= 0xdbff) cut--; // keep surrogate pairs together
+  if (cut <= 0 || cut >= action.text.length) return [component, undefined];
+  return [
+    { path: component.path, action: { ...action, text: action.text.slice(0, cut) } },
+    {
+      path: component.path,
+      action: { ...action, offset: action.offset + cut, text: action.text.slice(cut) },
+    },
+  ];
 }
 
 function samePath(a: readonly (string | number)[], b: readonly (string | number)[]): boolean {

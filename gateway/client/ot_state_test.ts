@@ -79,3 +79,21 @@ Deno.test("OtState sends at most maxComponents per op and keeps the rest pending
   assert.equal(s.takeSendable()!.op.length, 2);
   assert.equal(s.pending.length, 3);
 });
+
+Deno.test("OtState splits a huge paste into ops that fit the gateway's message limit", () => {
+  const text = "x".repeat(70_000) + "ü€😀".repeat(20_000) + "y".repeat(1_000);
+  const s = new OtState({ version: 0, content: { t: "ab" }, newId: ids() });
+  s.submit(ins(1, text));
+  let server: unknown = { t: "ab" };
+  let sent = 0;
+  for (let next = s.takeSendable(); next !== null; next = s.takeSendable()) {
+    const wire = JSON.stringify({ type: "op", components: next.op });
+    assert.ok(new TextEncoder().encode(wire).length < 65_536, `op ${sent}: ${wire.length}`);
+    server = apply(server as { t: string }, next.op);
+    assert.equal(s.receive(s.version + 1, next.op, next.clientOpId).kind, "ack");
+    sent++;
+  }
+  assert.ok(sent > 5, `${sent} ops`);
+  assert.deepEqual(server, { t: "a" + text + "b" });
+  assert.deepEqual(s.content, server);
+});

@@ -1016,12 +1016,14 @@ var OtState = class {
   #pending = [];
   #mineWins;
   #maxComponents;
+  #maxBytes;
   #newId;
   constructor(options) {
     this.#version = options.version;
     this.#content = options.content;
     this.#mineWins = options.strategy === "lww";
     this.#maxComponents = options.maxComponents ?? 500;
+    this.#maxBytes = options.maxBytes ?? 32768;
     this.#newId = options.newId ?? (() => crypto.randomUUID());
   }
   /** Last server version incorporated. */
@@ -1054,13 +1056,38 @@ var OtState = class {
     for (const component of op) appendCompressed(this.#pending, component);
   }
   /**
-   * If nothing is in flight and something is pending: move (up to maxComponents of) the
-   * pending op into flight, against the current version, and return it for sending.
+   * If nothing is in flight and something is pending: move the head of the pending op (at
+   * most maxComponents components and about maxBytes) into flight, against the current
+   * version, and return it for sending.
    */
   takeSendable() {
     if (this.#inflight !== null || this.#pending.length === 0) return null;
-    const op = this.#pending.slice(0, this.#maxComponents);
-    this.#pending = this.#pending.slice(op.length);
+    const op = [];
+    let bytes = 0;
+    let index = 0;
+    const rest = [];
+    for (; index < this.#pending.length && op.length < this.#maxComponents; index++) {
+      const component = this.#pending[index];
+      const size = byteSize(component);
+      if (bytes + size <= this.#maxBytes || op.length === 0 && size <= this.#maxBytes) {
+        op.push(component);
+        bytes += size;
+        continue;
+      }
+      const [head, tail] = splitInsert(component, this.#maxBytes - bytes);
+      if (head !== void 0) op.push(head);
+      if (tail !== void 0) rest.push(tail);
+      if (head === void 0 && op.length === 0) {
+        op.push(component);
+        rest.pop();
+      }
+      index++;
+      break;
+    }
+    this.#pending = [
+      ...rest,
+      ...this.#pending.slice(index)
+    ];
     this.#inflight = {
       op,
       clientOpId: this.#newId(),
@@ -1194,6 +1221,48 @@ function appendCompressed(op, next) {
     }
   }
   op.push(next);
+}
+var encoder = new TextEncoder();
+function byteSize(component) {
+  return encoder.encode(JSON.stringify(component)).length + 16;
+}
+function splitInsert(component, budget) {
+  const action = component.action;
+  const overhead = byteSize({
+    ...component,
+    action: {
+      ...action,
+      text: ""
+    }
+  });
+  if (action.type !== "text_insert" || budget - overhead < 64) return [
+    void 0,
+    component
+  ];
+  let cut = Math.max(1, Math.floor((budget - overhead) / 6));
+  const code = action.text.charCodeAt(cut - 1);
+  if (code >= 55296 && code <= 56319) cut--;
+  if (cut <= 0 || cut >= action.text.length) return [
+    component,
+    void 0
+  ];
+  return [
+    {
+      path: component.path,
+      action: {
+        ...action,
+        text: action.text.slice(0, cut)
+      }
+    },
+    {
+      path: component.path,
+      action: {
+        ...action,
+        offset: action.offset + cut,
+        text: action.text.slice(cut)
+      }
+    }
+  ];
 }
 function samePath(a, b) {
   return a.length === b.length && a.every((v, i) => v === b[i]);
