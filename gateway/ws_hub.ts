@@ -493,7 +493,7 @@ export class WsHub {
         await this.#backends.statesync.updatePresence({
           actorId: user.id,
           documentId: message.document_id,
-          sessionId: user.sessionId,
+          sessionId: user.sessionId || conn.id,
           stateJson: message.state === undefined ? "" : JSON.stringify(message.state),
           ttlMs: message.ttl_ms ?? 0,
         });
@@ -505,7 +505,7 @@ export class WsHub {
           actorId: user.id,
           documentId: message.document_id,
           path: toProtoPath(message.path),
-          sessionId: user.sessionId,
+          sessionId: user.sessionId || conn.id,
           ttlMs: message.ttl_ms ?? 0,
           lockId: message.lock_id ?? "",
           waitMs: 0,
@@ -772,7 +772,7 @@ export class WsHub {
               baseVersion: message.base_version,
               version: 0,
               authorId: user.id,
-              sessionId: user.sessionId,
+              sessionId: user.sessionId || conn.id,
               clientOpId: message.client_op_id ?? newId(),
               timestamp: 0,
               components: message.components.map(toProtoComponent),
