@@ -230,6 +230,7 @@ try {
   console.log(
     `\nSession benchmark (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)\n`,
   );
+  console.log(`load average: ${Deno.loadavg().map((v) => v.toFixed(2)).join(" ")}\n`);
   console.log(header);
   for (const line of rows) console.log(line);
 
@@ -240,24 +241,31 @@ try {
   );
   console.log("|---|---:|---:|---:|---:|---:|---:|---|");
   const targets = { GetSession: 1, CreateSession: 5 } as const;
+  const summary: string[] = [];
   for (const [name, target] of Object.entries(targets)) {
     const op = name === "GetSession" ? get : create;
-    let best = 0;
-    for (const rate of [500, 1000, 1500, 2000, 3000]) {
+    let bestWithinTarget = 0;
+    let bestKeptUp = 0;
+    for (const rate of [250, 500, 1000, 1500, 2000, 3000]) {
       const r = await sustained(rate, STEP_SECONDS, op);
-      const met = r.errors === 0 && r.p99 < target && r.achieved >= rate * 0.95;
+      const keptUp = r.errors === 0 && r.achieved >= rate * 0.95;
+      const met = keptUp && r.p99 < target;
       console.log(
         `| ${name} | ${rate} | ${r.achieved.toFixed(0)} | ${r.p50.toFixed(2)} | ${
           r.p99.toFixed(2)
         } | ${r.errors} | < ${target} | ${met ? "yes" : "no"} |`,
       );
-      if (met) best = rate;
-      else break;
+      if (met) bestWithinTarget = rate;
+      if (!keptUp) break;
+      bestKeptUp = rate;
     }
-    console.log(
-      `\n${name}: maximum sustained rate meeting p99 < ${target} ms: ${best || "< 500"} req/s\n`,
+    summary.push(
+      `${name}: highest rate with p99 < ${target} ms: ${bestWithinTarget || "none tested"}; ` +
+        `highest rate sustained (≥ 95% achieved, no errors): ${bestKeptUp || "none tested"} req/s`,
     );
   }
+  console.log(`\n${summary.join("\n")}`);
+  console.log(`load average at the end: ${Deno.loadavg().map((v) => v.toFixed(2)).join(" ")}`);
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
