@@ -10,6 +10,11 @@ import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { ConfigError, loadConfig } from "../kernel/mod.ts";
 import { needs } from "../kernel/testing.ts";
+import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
+import { ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
+import { Ingress, NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { configSchema, envPrefix, type ServiceName, SERVICES } from "../deploy/services.ts";
 import { HEALTHCHECK, TARGETS } from "../deploy/build.ts";
 import { type ConfigRow, configRows, README_PATH, renderReadme } from "../deploy/config_docs.ts";
@@ -669,4 +674,68 @@ Deno.test("every local module the build targets import (code, wasm, text imports
     }
   }
   assert.ok(checked > 0);
+});
+
+// ---- schema validation of every rendered object (kubernetes-models, from the OpenAPI spec) ----
+
+/** Validators for every kind the manifests use, keyed by `apiVersion/kind`. */
+const VALIDATORS: Record<string, (object: Obj) => void> = {
+  "apps/v1/Deployment": (o) => new Deployment(o as never).validate(),
+  "apps/v1/StatefulSet": (o) => new StatefulSet(o as never).validate(),
+  "v1/Service": (o) => new Service(o as never).validate(),
+  "v1/ConfigMap": (o) => new ConfigMap(o as never).validate(),
+  // Newer kustomize wraps long base64 values over several lines; the API server's decoder
+  // (Go's encoding/base64) skips the newlines, so the check does too.
+  "v1/Secret": (o) =>
+    new Secret({
+      ...o,
+      data: Object.fromEntries(
+        Object.entries(o.data ?? {}).map(([k, v]) => [k, String(v).replace(/\s+/g, "")]),
+      ),
+    } as never).validate(),
+  "v1/Namespace": (o) => new Namespace(o as never).validate(),
+  "v1/PersistentVolumeClaim": (o) => new PersistentVolumeClaim(o as never).validate(),
+  "networking.k8s.io/v1/Ingress": (o) => new Ingress(o as never).validate(),
+  "networking.k8s.io/v1/NetworkPolicy": (o) => new NetworkPolicy(o as never).validate(),
+  "policy/v1/PodDisruptionBudget": (o) => new PodDisruptionBudget(o as never).validate(),
+  "autoscaling/v2/HorizontalPodAutoscaler": (o) =>
+    new HorizontalPodAutoscaler(o as never).validate(),
+};
+
+Deno.test({
+  name: "every rendered object of every overlay is valid against the Kubernetes API schema" +
+    tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    for (const dir of [...OVERLAYS.map((o) => `overlays/${o}`), "prometheus-adapter"]) {
+      for (const object of await render(dir)) {
+        const key = `${object.apiVersion}/${object.kind}`;
+        const validate = VALIDATORS[key];
+        assert.ok(validate, `${dir}: no schema for ${key}`);
+        try {
+          validate(object);
+        } catch (error) {
+          assert.fail(`${dir}: ${key} ${object.metadata.name}: ${(error as Error).message}`);
+        }
+      }
+    }
+  },
+});
+
+Deno.test("the schema validation rejects a malformed object (so the check above can fail)", () => {
+  const deployment = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: "x" },
+    spec: {
+      selector: { matchLabels: { a: "b" } },
+      template: {
+        metadata: { labels: { a: "b" } },
+        spec: { containers: [{ name: "c", image: "i", readinessProbe: { grpc: { port: "x" } } }] },
+      },
+    },
+  };
+  assert.throws(() => VALIDATORS["apps/v1/Deployment"]!(deployment));
+  deployment.spec.template.spec.containers[0]!.readinessProbe.grpc.port = 50051 as never;
+  VALIDATORS["apps/v1/Deployment"]!(deployment);
 });
