@@ -858,3 +858,23 @@ Deno.test("a failed store commit rejects the op, keeps nothing of it, and the ne
   assert.equal(ok.version, 1);
   assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 2 });
 });
+
+Deno.test("the content limit counts the real size: deleted text makes room again", async () => {
+  await using t = setup({ limits: { maxContentBytes: 2048, maxOpBytes: 1024 } });
+  const doc = await t.manager.create("alice", { name: "T", type: "text" });
+  let version = 0;
+  for (let round = 0; round < 20; round++) {
+    version =
+      (await t.manager.apply("alice", input(doc.id, version, insertText(0, "x".repeat(900)))))
+        .version;
+    version = (await t.manager.apply(
+      "alice",
+      input(doc.id, version, [{
+        path: ["text"],
+        action: { type: "text_delete", offset: 0, length: 900 },
+      }]),
+    )).version;
+  }
+  assert.equal(version, 40);
+  assert.deepEqual((await t.manager.get("alice", doc.id)).content, { text: "" });
+});
