@@ -117,7 +117,7 @@ export interface SessionListPage {
   sessions: Session[];
   /** Cursor for the next page; "" on the last page. */
   nextPageToken: string;
-  /** Sessions matching the filters across all pages. */
+  /** Sessions matching the filters across all pages, as counted for the first page. */
   totalCount: number;
 }
 
@@ -310,15 +310,17 @@ export class SessionManager {
   async list(query: SessionQuery = {}, options: ListOptions = {}): Promise<SessionListPage> {
     const filters = validQuery(query);
     const limit = options.pageSize ? integerIn(options.pageSize, "page_size", 1, 1000) : 100;
-    const after = options.pageToken ? decodePageToken(options.pageToken) : undefined;
+    const cursor = options.pageToken ? decodePageToken(options.pageToken) : undefined;
     const now = this.#clock.now();
+    // The total is counted once, for the first page, and carried in the cursor, so later
+    // pages cost O(page size) rather than another scan of every session.
     const [page, totalCount] = await Promise.all([
-      this.#store.list(filters, { after, limit }, now),
-      this.#store.count(filters, now),
+      this.#store.list(filters, { after: cursor?.after, limit }, now),
+      cursor?.total ?? this.#store.count(filters, now),
     ]);
     return {
       sessions: page.sessions.map(toPublicSession),
-      nextPageToken: page.nextAfter === null ? "" : encodePageToken(page.nextAfter),
+      nextPageToken: page.nextAfter === null ? "" : encodePageToken(page.nextAfter, totalCount),
       totalCount,
     };
   }
@@ -410,14 +412,24 @@ function validQuery(query: SessionQuery): SessionQuery {
   return out;
 }
 
-function encodePageToken(after: string): string {
-  return Buffer.from(after).toString("base64url");
+/** Cursor: the last id returned and the total counted on the first page. */
+interface PageCursor {
+  after: string;
+  total: number;
 }
 
-function decodePageToken(token: string): string {
+function encodePageToken(after: string, total: number): string {
+  return Buffer.from(`${after}.${total}`).toString("base64url");
+}
+
+function decodePageToken(token: string): PageCursor {
   const text = typeof token === "string" ? Buffer.from(token, "base64url").toString() : "";
+  const [after, total, ...rest] = text.split(".");
   try {
-    return requireId(text, "page_token");
+    if (rest.length > 0 || total === undefined || !/^\d{1,15}$/.test(total)) {
+      throw new TypeError("bad cursor");
+    }
+    return { after: requireId(after, "page_token"), total: Number(total) };
   } catch {
     throw new TypeError("Invalid page_token: not a cursor from a previous page");
   }

@@ -248,6 +248,7 @@ Deno.test("list() pages stay stable while sessions are inserted concurrently", a
   }
   const seen: string[] = [];
   const inserted: string[] = [];
+  const totals: number[] = [];
   let pageToken = "";
   do {
     const [page] = await Promise.all([
@@ -257,6 +258,7 @@ Deno.test("list() pages stay stable while sessions are inserted concurrently", a
       }),
     ]);
     assert.ok(page.sessions.length <= 7);
+    totals.push(page.totalCount);
     seen.push(...page.sessions.map((s) => s.id));
     pageToken = page.nextPageToken;
   } while (pageToken !== "" && seen.length < 1000);
@@ -264,6 +266,10 @@ Deno.test("list() pages stay stable while sessions are inserted concurrently", a
   assert.deepEqual(seen, [...seen].sort(), "pages come in id order");
   for (const id of before) assert.ok(seen.includes(id), "no existing session is skipped");
   assert.ok(seen.every((id) => before.includes(id) || inserted.includes(id)));
+  // The total is counted for the first page and carried along by the cursor.
+  assert.ok(totals[0]! >= 40 && totals[0]! <= 43, `first total ${totals[0]}`);
+  assert.ok(totals.every((total) => total === totals[0]));
+  assert.equal(await manager.count(), 40 + inserted.length);
   const filtered = await manager.list({ userId: "u1" }, { pageSize: 4 });
   assert.equal(filtered.totalCount, 10);
   assert.equal(filtered.sessions.length, 4);
