@@ -292,7 +292,10 @@ export class FecEncoder {
 
   /** Closes the open group if it is at least `flushAfterMs` old; returns its parity packets. */
   poll(now: number): ParityShard[] {
-    if (this.#count === 0 || now - this.#groupStart < this.#flushAfterMs) return [];
+    // Same expression as nextFlushTime() with a 1 ns tolerance, so a timer armed for
+    // nextFlushTime() flushes even when `start + (deadline − start)` rounds a hair below the
+    // deadline (otherwise a timer loop could spin at one instant).
+    if (this.#count === 0 || now + 1e-6 < this.#groupStart + this.#flushAfterMs) return [];
     return this.#close(true);
   }
 

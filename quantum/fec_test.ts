@@ -237,6 +237,20 @@ Deno.test("a slowly filling group is flushed after flushAfterMs with the shards 
   assert.equal(encoder.add(200, a).tag?.groupId, ta.groupId + 1);
 });
 
+Deno.test("poll(nextFlushTime()) always flushes, whatever the floating-point times", () => {
+  const random = prng(8);
+  const encoder = new FecEncoder({ flushAfterMs: 3 });
+  let now = 0.1;
+  for (let i = 0; i < 10_000; i++) {
+    now += random() * 7.3;
+    encoder.add(now, new Uint8Array([1]));
+    const at = encoder.nextFlushTime();
+    assert.ok(at !== undefined);
+    assert.equal(encoder.poll(at).length, 3, `at ${at}`);
+    now = at;
+  }
+});
+
 Deno.test("parity 0 turns FEC off; setParityShards() applies from the next group", () => {
   const encoder = new FecEncoder({ dataShards: 2, parityShards: 0 });
   assert.deepEqual(encoder.add(0, new Uint8Array(3)), { tag: undefined, parity: [] });
