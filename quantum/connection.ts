@@ -120,6 +120,8 @@ export interface ConnectionStats {
   fastRetransmits: number;
   /** Retransmission timer expiries. */
   rtoCount: number;
+  /** Tail loss probes sent (RACK-TLP style, 2·SRTT after the last send). */
+  tailLossProbes: number;
   /** Duplicate data packets received. */
   duplicates: number;
   /** Packets delivered by an FEC hook's recovery. */
@@ -227,6 +229,12 @@ interface Segment extends SentPacket {
 }
 
 const OVERHEAD = 48;
+/** Minimum tail-loss-probe delay (ms). */
+const TLP_MIN_MS = 2;
+/** Tail loss probes before the RTO may fire (QUIC sends two probes). */
+const MAX_TLPS = 2;
+/** FIN retransmissions after which a peer that already finished is assumed gone. */
+const FIN_RETRIES = 4;
 /** Longest wait between zero-window probes (ms). */
 const PERSIST_MAX_MS = 1000;
 const PACKET_THRESHOLD = 3;
@@ -284,6 +292,10 @@ export class Connection implements QuantumConnection {
   #finSeq = -1;
   #finAcked = false;
   #rtoDeadline = Infinity;
+  #lossDeadline = Infinity;
+  #tlpDeadline = Infinity;
+  #tlpCount = 0;
+  #finRetries = 0;
   #persistDeadline = Infinity;
   #persistBackoff = 0;
   #pacingNext = 0;
@@ -327,6 +339,7 @@ export class Connection implements QuantumConnection {
     duplicates: 0,
     fecRecovered: 0,
     migrations: 0,
+    tailLossProbes: 0,
   };
   #drops: Partial<Record<DropReason, number>> = {};
 
@@ -617,34 +630,12 @@ export class Connection implements QuantumConnection {
         this.#rtt.addSample(rttSample, Math.min(info.ackDelayMicros / 1000, this.#maxAckDelay));
       }
     }
-    // Loss detection: packet threshold (3 later transmissions acknowledged) or time threshold.
-    const lost: SentPacket[] = [];
-    if (this.#largestAckedTx > 0) {
-      const rtt = Math.max(this.#rtt.srtt, this.#rtt.latest);
-      const timeThreshold = Math.max(1, (9 / 8) * rtt);
-      let newlyLost = false;
-      for (const seg of this.#segments.values()) {
-        if (seg.sacked || !seg.inFlight || seg.txIndex >= this.#largestAckedTx) continue;
-        if (
-          this.#largestAckedTx - seg.txIndex >= PACKET_THRESHOLD ||
-          now - seg.sentAt > timeThreshold
-        ) {
-          seg.inFlight = false;
-          seg.lost = true;
-          this.#bytesInFlight -= seg.bytes;
-          this.#lostQueue.push(seg.seq);
-          lost.push(seg);
-          newlyLost = true;
-        }
-      }
-      if (newlyLost) {
-        this.#lostQueue.sort((a, b) => a - b);
-        this.#stats.fastRetransmits += lost.length;
-      }
-    }
+    const lost = this.#detectLosses(now);
     if (advanced) {
       this.#rtt.resetBackoff();
       this.#persistBackoff = 0;
+      this.#tlpCount = 0;
+      this.#finRetries = 0;
       this.#rtoDeadline = this.#hasOutstanding() ? now + this.#rtt.rto() : Infinity;
     }
     if (acked.length > 0 || lost.length > 0) {
@@ -664,6 +655,39 @@ export class Connection implements QuantumConnection {
     }
     this.#wakeWriters();
     return advanced;
+  }
+
+  /**
+   * Loss detection (RFC 6675 / QUIC): a packet is lost when 3 later transmissions were
+   * acknowledged, or when a later transmission was acknowledged and it is older than
+   * 9/8·RTT. Arms the loss timer for packets that may cross the time threshold later.
+   */
+  #detectLosses(now: number): SentPacket[] {
+    const lost: SentPacket[] = [];
+    this.#lossDeadline = Infinity;
+    if (this.#largestAckedTx === 0) return lost;
+    const rtt = Math.max(this.#rtt.srtt, this.#rtt.latest);
+    const timeThreshold = Math.max(1, (9 / 8) * rtt);
+    for (const seg of this.#segments.values()) {
+      if (seg.sacked || !seg.inFlight || seg.txIndex >= this.#largestAckedTx) continue;
+      if (
+        this.#largestAckedTx - seg.txIndex >= PACKET_THRESHOLD ||
+        seg.sentAt + timeThreshold <= now // same expression as the deadline below
+      ) {
+        seg.inFlight = false;
+        seg.lost = true;
+        this.#bytesInFlight -= seg.bytes;
+        this.#lostQueue.push(seg.seq);
+        lost.push(seg);
+      } else {
+        this.#lossDeadline = Math.min(this.#lossDeadline, seg.sentAt + timeThreshold);
+      }
+    }
+    if (lost.length > 0) {
+      this.#lostQueue.sort((a, b) => a - b);
+      this.#stats.fastRetransmits += lost.length;
+    }
+    return lost;
   }
 
   #release(seg: Segment): void {
@@ -1006,6 +1030,7 @@ export class Connection implements QuantumConnection {
       this.#pacingNext = Math.max(this.#pacingNext, now) + (datagram.length * 1000) / rate;
     }
     if (this.#rtoDeadline === Infinity) this.#rtoDeadline = now + this.#rtt.rto();
+    this.#armTailLossProbe(now);
     const hooks = this.#hooks;
     if (hooks?.onSendData) hooks.onSendData(datagram, packet, this.#emitter, now);
     else this.#emitter(datagram);
@@ -1085,6 +1110,8 @@ export class Connection implements QuantumConnection {
     let deadline = Math.min(
       this.#ackPending > 0 ? this.#ackDeadline : Infinity,
       this.#rtoDeadline,
+      this.#lossDeadline,
+      this.#tlpDeadline,
       this.#persistDeadline,
       this.#lastSendTime + this.#keepalive,
       this.#lastRecvTime + this.#idleTimeout,
@@ -1146,7 +1173,21 @@ export class Connection implements QuantumConnection {
       });
       return;
     }
+    if (now >= this.#lossDeadline) {
+      const lost = this.#detectLosses(now);
+      if (lost.length > 0) {
+        this.#cc.onAck({
+          now,
+          acked: [],
+          lost,
+          minRtt: this.#rtt.hasSample ? this.#rtt.minRtt : 0,
+          priorBytesInFlight: this.#bytesInFlight + lost.reduce((n, p) => n + p.bytes, 0),
+          bytesInFlight: this.#bytesInFlight,
+        });
+      }
+    }
     if (now >= this.#rtoDeadline) this.#onRto(now);
+    else if (now >= this.#tlpDeadline) this.#onTailLossProbe(now);
     if (now >= this.#persistDeadline) {
       this.#persistDeadline = Infinity;
       this.#persistBackoff = Math.min(this.#persistBackoff + 1, 6);
@@ -1159,9 +1200,47 @@ export class Connection implements QuantumConnection {
     this.#afterEvent(now);
   }
 
+  /** A probe 2·SRTT after the last send: retransmit the newest outstanding packet (RACK-TLP). */
+  #armTailLossProbe(now: number): void {
+    if (this.#tlpCount >= MAX_TLPS || !this.#rtt.hasSample) {
+      this.#tlpDeadline = Infinity;
+      return;
+    }
+    this.#tlpDeadline = now + Math.max(2 * this.#rtt.srtt, TLP_MIN_MS) + this.#maxAckDelay / 2;
+  }
+
+  #onTailLossProbe(now: number): void {
+    this.#tlpDeadline = Infinity;
+    if (this.#tlpCount >= MAX_TLPS) return;
+    let newest: Segment | null = null;
+    for (const seg of this.#segments.values()) {
+      if (!seg.sacked && seg.inFlight && (!newest || seg.seq > newest.seq)) newest = seg;
+    }
+    if (!newest) return;
+    this.#tlpCount++;
+    this.#stats.tailLossProbes++;
+    // Not a loss signal: the segment stays in flight; its ACK (or SACK) repairs the tail.
+    this.#bytesInFlight -= newest.bytes;
+    this.#transmit(newest, now, true);
+  }
+
   #onRto(now: number): void {
     this.#rtoDeadline = Infinity;
+    this.#tlpDeadline = Infinity;
     if (!this.#hasOutstanding()) return;
+    if (
+      this.#finSeq >= 0 && this.#sndUna === this.#finSeq && this.#peerFinSeq >= 0 &&
+      this.#rcvNext > this.#peerFinSeq && ++this.#finRetries > FIN_RETRIES
+    ) {
+      // Everything but our FIN is acknowledged and the peer finished too: the peer has most
+      // likely closed (it only closes after seeing our FIN) and stopped answering.
+      this.#closeWith({
+        reason: "closed",
+        message: "closed (the ACK of our FIN was not seen)",
+        remote: false,
+      });
+      return;
+    }
     this.#stats.rtoCount++;
     this.#rtt.onTimeout();
     this.#cc.onRetransmissionTimeout(now);
@@ -1227,6 +1306,7 @@ export class Connection implements QuantumConnection {
       ackInfo: { window: 0, ackDelayMicros: 0, sack: [] },
       payload: EMPTY,
     });
+    if (graceful) this.#emitter(final); // the last ACK goes out twice: it is never retransmitted
     this.#released = this.#host.onClosed(
       this,
       { packet: final, graceful },

@@ -1,0 +1,199 @@
+/**
+ * Timer behaviour checked on a manual virtual clock: nothing sleeps, every instant is exact.
+ */
+import assert from "node:assert/strict";
+import { AppError } from "../kernel/mod.ts";
+import { VirtualClock } from "./clock.ts";
+import type { ConnectionOptions } from "./connection.ts";
+import { dial, listen } from "./endpoint.ts";
+import { SimNetwork } from "./sim_net.ts";
+import { decodePacket, FLAG, type Packet } from "./wire.ts";
+
+interface Sent {
+  t: number;
+  fromClient: boolean;
+  packet: Packet;
+}
+
+async function setup(options: ConnectionOptions = {}) {
+  const clock = new VirtualClock({ auto: false });
+  const net = new SimNetwork({ clock, impairments: { delayMs: 1 } });
+  const serverConn = net.listen(9000);
+  const listener = listen({ ...options, packetConn: serverConn, clock });
+  const clientConn = net.listen();
+  const log: Sent[] = [];
+  net.onSend = (data, from) => {
+    const result = decodePacket(data);
+    if (result.ok) {
+      log.push({
+        t: clock.now(),
+        fromClient: from.port === clientConn.addr.port,
+        packet: result.packet,
+      });
+    }
+  };
+  const dialing = dial({
+    ...options,
+    hostname: "10.0.0.1",
+    port: 9000,
+    packetConn: clientConn,
+    clock,
+  });
+  await clock.advance(5);
+  const client = await dialing;
+  const accepting = listener.accept();
+  await clock.advance(5);
+  const server = (await accepting)!;
+  return {
+    clock,
+    net,
+    listener,
+    client,
+    server,
+    log,
+    async [Symbol.asyncDispose]() {
+      client.abort();
+      await listener.close();
+      await clock.advance(10);
+    },
+  };
+}
+
+const dataFromClient = (log: Sent[], seq?: number) =>
+  log.filter((s) =>
+    s.fromClient && s.packet.payload.length > 0 && (seq === undefined || s.packet.seq === seq)
+  );
+
+Deno.test("RTO doubles on every expiry, is capped, and resets once new data is acknowledged", async () => {
+  await using s = await setup();
+  const baseRto = s.client.stats().rtoMs;
+  assert.equal(baseRto, 20); // SRTT 2 ms + max(1, 4·1) + 5 ms max ACK delay < 20 ms floor
+  s.net.filter = (_data, from) => from.port !== 9000; // client → server is black-holed
+  const writer = s.client.writable.getWriter();
+  await writer.write(new Uint8Array(500));
+  await s.clock.advance(6000);
+  const sends = dataFromClient(s.log, 1);
+  const probes = s.client.stats().tailLossProbes;
+  assert.equal(probes, 2, "two tail loss probes precede the first RTO");
+  // Transmissions after the probes are RTO-driven: intervals double (20, 40, ... capped 2000).
+  const rtoSends = sends.slice(1 + probes).map((x) => x.t);
+  const first = sends[0]!.t;
+  const expected = [first + 20];
+  for (let rto = 40; expected.length < rtoSends.length; rto = Math.min(rto * 2, 2000)) {
+    expected.push(expected.at(-1)! + rto);
+  }
+  assert.deepEqual(rtoSends, expected);
+  assert.ok(rtoSends.length >= 7);
+  assert.equal(s.client.stats().rtoMs, 2000);
+  // Heal the path: the next retransmission is acknowledged and the backoff is gone.
+  s.net.filter = undefined;
+  await s.clock.advance(2100);
+  assert.equal(s.client.stats().rtoMs, baseRto);
+  assert.equal(s.client.stats().sendBufferedBytes, 0);
+  assert.equal(s.client.state, "open");
+});
+
+Deno.test("fast retransmit: a lost packet is resent once later packets are SACKed, before any RTO", async () => {
+  await using s = await setup();
+  let dropped = 0;
+  s.net.filter = (data, from) => {
+    const r = decodePacket(data);
+    if (from.port !== 9000 && r.ok && r.packet.seq === 3 && r.packet.payload.length > 0) {
+      return dropped++ === 0; // drop the first transmission of packet 3 only
+    }
+    return false;
+  };
+  const payload = new Uint8Array(10 * 1088).map((_, i) => i & 0xff);
+  const writer = s.client.writable.getWriter();
+  await writer.write(payload);
+  const start = s.clock.now();
+  await s.clock.advance(8); // < the 20 ms RTO
+  const sends = dataFromClient(s.log, 3);
+  assert.equal(sends.length, 2);
+  assert.ok(sends[1]!.t - start < 20, `resent after ${sends[1]!.t - start} ms`);
+  const stats = s.client.stats();
+  assert.equal(stats.rtoCount, 0);
+  assert.ok(stats.fastRetransmits >= 1);
+  const reader = s.server.readable.getReader();
+  const received: number[] = [];
+  while (received.length < payload.length) {
+    const { value } = await reader.read();
+    received.push(...value!);
+  }
+  assert.deepEqual(Uint8Array.from(received), payload);
+});
+
+Deno.test("keepalive pings flow after keepaliveMs of silence and keep an idle connection open", async () => {
+  await using s = await setup({ keepaliveMs: 1000, idleTimeoutMs: 3000 });
+  const before = s.log.length;
+  await s.clock.advance(10_000);
+  const after = s.log.slice(before);
+  const pings = after.filter((x) => x.packet.flags & FLAG.PSH && x.packet.payload.length === 0);
+  assert.ok(pings.length >= 9, `${pings.length} pings`);
+  // Each side sends something (a ping, or the ACK of the other's ping) at least every second.
+  for (const fromClient of [true, false]) {
+    const times = after.filter((x) => x.fromClient === fromClient).map((x) => x.t);
+    assert.ok(times[0]! <= after[0]!.t + 1000 + 1e-9);
+    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! <= 1000 + 1e-9);
+    assert.ok(s.clock.now() - times.at(-1)! <= 1000 + 1e-9);
+  }
+  assert.equal(s.client.state, "open");
+  assert.equal(s.server.state, "open");
+});
+
+Deno.test("idle timeout closes a connection whose peer went silent, at exactly the timeout", async () => {
+  await using s = await setup({ idleTimeoutMs: 3000 });
+  s.net.filter = () => true; // total blackout
+  const silentFrom = s.clock.now();
+  await s.clock.advance(3500);
+  const info = await s.client.closed;
+  assert.equal(info.reason, "idle_timeout");
+  assert.equal((await s.server.closed).reason, "idle_timeout");
+  assert.ok(s.clock.now() >= silentFrom + 3000);
+  await assert.rejects(
+    s.client.writable.getWriter().write(new Uint8Array(1)),
+    (e) => e instanceof AppError && e.status === "UNAVAILABLE",
+  );
+});
+
+Deno.test("the SYN is retransmitted with backoff and dial fails with handshake_timeout", async () => {
+  const clock = new VirtualClock({ auto: false });
+  const net = new SimNetwork({ clock, impairments: { delayMs: 1 } });
+  const times: number[] = [];
+  net.onSend = (_d, _from) => times.push(clock.now());
+  const dialing = dial({
+    hostname: "10.0.0.1",
+    port: 9999, // nobody listens
+    packetConn: net.listen(),
+    clock,
+    handshakeTimeoutMs: 3000,
+  });
+  const outcome = dialing.then(() => null, (e) => e);
+  await clock.advance(3100);
+  const error = await outcome;
+  assert.ok(error instanceof AppError);
+  assert.equal((error.details as { reason: string }).reason, "handshake_timeout");
+  assert.deepEqual(times, [0, 200, 600, 1400]);
+});
+
+Deno.test("a lone data packet without PSH is acknowledged after exactly maxAckDelay", async () => {
+  await using s = await setup({ maxAckDelayMs: 5 });
+  // Two packets leave back to back; the second (PSH, end of burst) is dropped, so the first
+  // arrives alone and must wait for the delayed-ACK timer.
+  s.net.filter = (data, from) => {
+    const r = decodePacket(data);
+    return from.port !== 9000 && r.ok && r.packet.seq === 2 && r.packet.payload.length > 0;
+  };
+  const before = s.log.length;
+  await s.client.writable.getWriter().write(new Uint8Array(1088 + 10));
+  await s.clock.advance(4);
+  const ack = () =>
+    s.log.slice(before).find((x) =>
+      !x.fromClient && x.packet.ack === 2 && x.packet.payload.length === 0
+    );
+  assert.equal(ack(), undefined, "no ACK before the delay");
+  await s.clock.advance(3);
+  const sentAt = s.log.slice(before).find((x) => x.fromClient && x.packet.seq === 1)!.t;
+  assert.equal(ack()!.t, sentAt + 1 + 5); // arrival (1 ms link) + 5 ms max ACK delay
+  assert.ok(ack()!.packet.ackInfo!.ackDelayMicros >= 4999);
+});
