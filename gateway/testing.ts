@@ -18,7 +18,8 @@ export class WsTestClient implements AsyncDisposable {
   #waiters: Array<{ match: (m: WsMessage) => boolean; resolve: (m: WsMessage) => void }> = [];
   #nextId = 1;
 
-  constructor(url: string) {
+  /** @param autoPong answer server pings (default true) */
+  constructor(url: string, readonly autoPong = true) {
     this.socket = new WebSocket(url);
     this.opened = new Promise((resolve, reject) => {
       this.socket.onopen = () => resolve();
@@ -29,6 +30,10 @@ export class WsTestClient implements AsyncDisposable {
     this.closed = new Promise((resolve) => this.socket.onclose = resolve);
     this.socket.onmessage = (event) => {
       const message = JSON.parse(event.data) as WsMessage;
+      if (message.type === "ping" && this.autoPong) {
+        this.socket.send(JSON.stringify({ type: "pong" }));
+        return;
+      }
       const index = this.#waiters.findIndex((w) => w.match(message));
       if (index >= 0) this.#waiters.splice(index, 1)[0]!.resolve(message);
       else this.#queue.push(message);
@@ -36,8 +41,8 @@ export class WsTestClient implements AsyncDisposable {
   }
 
   /** Open a client and wait until the socket is open. */
-  static async connect(url: string): Promise<WsTestClient> {
-    const client = new WsTestClient(url);
+  static async connect(url: string, autoPong = true): Promise<WsTestClient> {
+    const client = new WsTestClient(url, autoPong);
     await client.opened;
     return client;
   }

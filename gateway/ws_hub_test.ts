@@ -14,8 +14,8 @@ async function setup(overrides: Record<string, unknown> = {}) {
   const url = `ws://127.0.0.1:${server.port}/ws`;
   const token = async (name = "alice", sid = newId(), now = Date.now()) =>
     (await gateway.tokens.issue({ sub: `id-${name}`, sid, name, role: "user" }, now)).token;
-  const client = async (name = "alice") => {
-    const c = await WsTestClient.connect(url);
+  const client = async (name = "alice", autoPong = true) => {
+    const c = await WsTestClient.connect(url, autoPong);
     const reply = await c.request({ type: "auth", token: await token(name) });
     assert.equal(reply.type, "reply", JSON.stringify(reply));
     return c;
@@ -248,7 +248,7 @@ Deno.test("ws: an expired token closes with 4003 unless refreshed; refresh must 
 
 Deno.test("ws: a client that never answers pings is closed with 4010", async () => {
   await using env = await setup({ ws: { pingIntervalMs: 30, pongTimeoutMs: 60 } });
-  const c = await env.client();
+  const c = await env.client("alice", false);
   const ping = await c.next((m) => m.type === "ping");
   assert.deepEqual(ping, { type: "ping" });
   assert.equal((await c.closed).code, CloseCode.PONG_TIMEOUT);
@@ -256,7 +256,7 @@ Deno.test("ws: a client that never answers pings is closed with 4010", async () 
 
 Deno.test("ws: a client answering pings stays open", async () => {
   await using env = await setup({ ws: { pingIntervalMs: 20, pongTimeoutMs: 60 } });
-  await using c = await env.client();
+  await using c = await env.client("alice", false);
   for (let i = 0; i < 4; i++) {
     await c.next((m) => m.type === "ping");
     c.send({ type: "pong" });
