@@ -27,6 +27,7 @@ import { bodyLimit } from "./body_limit.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import type { GatewayConfig } from "./config.ts";
 import { cors } from "./cors.ts";
+import { GatewayMetrics } from "./metrics.ts";
 import { rateLimit, TokenBuckets } from "./rate_limit.ts";
 import { requestId } from "./request_id.ts";
 import { type Route, Router } from "./router.ts";
@@ -80,6 +81,7 @@ export interface GatewayDeps {
   upgrade: Upgrader;
   version: string;
   startedAt: number;
+  metrics: GatewayMetrics;
 }
 
 /** A running gateway. */
@@ -111,6 +113,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     revoked,
   });
+  const metrics = new GatewayMetrics({ hub, breakers });
   const deps: GatewayDeps = {
     config,
     backends: options.backends,
@@ -123,6 +126,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     upgrade: options.upgrade ?? ((req) => Deno.upgradeWebSocket(req)),
     version: options.version ?? GATEWAY_VERSION,
     startedAt: Date.now(),
+    metrics,
   };
   const routes: Route[] = [
     ...systemRoutes(deps),
@@ -185,6 +189,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   const app = compose([
     requestId(),
+    metrics.middleware(),
     accessLog({ logger }),
     cors({ origins: config.corsOrigins }),
     rateLimit({ name: "ip", buckets: ipBuckets, key: (_r, c) => c.ip, now }),

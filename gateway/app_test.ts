@@ -489,3 +489,20 @@ Deno.test("a handler overrunning its route budget answers 504 and aborts", async
   assert.match((await res.json()).message, /20 ms budget/);
   release();
 });
+
+Deno.test("/metrics exposes request counts by route, breaker state and WebSocket gauges", async () => {
+  const { call, backends } = await setup();
+  await call("GET", "/ping");
+  await call("GET", "/ping");
+  backends.control.statesyncDown = true;
+  const res = await call("GET", "/metrics");
+  assert.equal(res.status, 200);
+  const text = res.json as string;
+  assert.match(
+    text,
+    /aetherflow_gateway_http_requests_total\{method="GET",route="\/ping",status="200"\} 2/,
+  );
+  assert.match(text, /aetherflow_gateway_http_request_duration_seconds_bucket\{le="0.001"/);
+  assert.match(text, /aetherflow_gateway_websocket_connections 0/);
+  assert.ok(!/alice|user_id/.test(text), "no user ids in labels");
+});

@@ -80,6 +80,16 @@ export function systemRoutes(deps: GatewayDeps): Route[] {
     },
     {
       method: "GET",
+      path: "/metrics",
+      auth: "none",
+      async handler() {
+        return new Response(await deps.metrics.text(), {
+          headers: { "content-type": deps.metrics.contentType },
+        });
+      },
+    },
+    {
+      method: "GET",
       path: "/ws/stats",
       auth: "user",
       handler: (_req, ctx) => Promise.resolve(okResponse(ctx, deps.hub.stats())),
