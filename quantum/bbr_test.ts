@@ -688,3 +688,29 @@ Deno.test("WindowedMaxFilter matches a brute-force windowed max on a random seri
     assert.ok(inWindow.includes(best), `t=${t} best ${best} is stale`);
   }
 });
+
+// Microbenchmark: `deno bench -A quantum/bbr_test.ts` (ignored by `deno test`).
+{
+  const bbr = createBbr({ mss: MSS, now: 0 });
+  let pn = 0;
+  let now = 0;
+  const inflight: SentPacket[] = [];
+  Deno.bench("BBR: onPacketSent + onAck per packet (steady state, 50 in flight)", () => {
+    const packet = { packetNumber: pn++, bytes: MSS, sentAt: now };
+    inflight.push(packet);
+    bbr.onPacketSent(now, packet, inflight.length * MSS, false);
+    now += 0.1;
+    if (inflight.length > 50) {
+      const acked = inflight.shift()!;
+      bbr.onAck({
+        now,
+        acked: [acked],
+        lost: [],
+        rttSample: now - acked.sentAt,
+        minRtt: 5,
+        priorBytesInFlight: (inflight.length + 1) * MSS,
+        bytesInFlight: inflight.length * MSS,
+      });
+    }
+  });
+}
