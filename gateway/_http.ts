@@ -40,6 +40,8 @@ export interface Context {
   route: string;
   /** Logger bound to this request. */
   log: Logger;
+  /** W3C trace context to pass to backends (set by the tracing middleware). */
+  traceparent?: string | undefined;
 }
 
 /** A request handler. */
@@ -153,8 +155,11 @@ export function queryObject(req: Request): Record<string, string> {
 }
 
 /** gRPC call options from the request: its remaining budget and id. */
-export function callOptions(ctx: Context): { deadline: number; requestId: string } {
-  return { deadline: ctx.deadline, requestId: ctx.requestId };
+export function callOptions(
+  ctx: Context,
+): { deadline: number; requestId: string; traceparent?: string } {
+  const options = { deadline: ctx.deadline, requestId: ctx.requestId };
+  return ctx.traceparent ? { ...options, traceparent: ctx.traceparent } : options;
 }
 
 /** The authenticated user (routes behind auth only). */

@@ -28,6 +28,8 @@ export interface FakeControl {
   calls: Map<string, number>;
   /** Deadlines (epoch ms) seen, by method name (last one). */
   deadlines: Map<string, number | undefined>;
+  /** Call options seen, by method name (last one). */
+  options: Map<string, unknown>;
   /** Open document subscription streams. */
   subscriptions: number;
   /** Open submit streams. */
@@ -40,6 +42,7 @@ export function fakeBackends(): Backends & { control: FakeControl } {
     statesyncDown: false,
     calls: new Map(),
     deadlines: new Map(),
+    options: new Map(),
     subscriptions: 0,
     submitStreams: 0,
   };
@@ -52,6 +55,7 @@ export function fakeBackends(): Backends & { control: FakeControl } {
   const seen = (method: string, opts?: { deadline?: number }) => {
     control.calls.set(method, (control.calls.get(method) ?? 0) + 1);
     control.deadlines.set(method, opts?.deadline);
+    control.options.set(method, opts);
   };
   const down = () => {
     if (control.statesyncDown) throw new AppError("UNAVAILABLE", "statesync is down");

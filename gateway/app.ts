@@ -37,6 +37,7 @@ import { sessionRoutes } from "./routes_sessions.ts";
 import { systemRoutes } from "./routes_system.ts";
 import { serveDemo } from "./static.ts";
 import { timeout } from "./timeout.ts";
+import { tracing } from "./tracing.ts";
 import { createTokenService, type TokenService } from "./tokens.ts";
 import type { UserStore } from "./users.ts";
 import { WsHub } from "./ws_hub.ts";
@@ -189,6 +190,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   const app = compose([
     requestId(),
+    tracing(),
     metrics.middleware(),
     accessLog({ logger }),
     cors({ origins: config.corsOrigins }),

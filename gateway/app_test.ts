@@ -506,3 +506,17 @@ Deno.test("/metrics exposes request counts by route, breaker state and WebSocket
   assert.match(text, /aetherflow_gateway_websocket_connections 0/);
   assert.ok(!/alice|user_id/.test(text), "no user ids in labels");
 });
+
+Deno.test("an incoming traceparent and the request id are passed on to backend calls", async () => {
+  const { call, login, backends } = await setup();
+  const { access_token: token } = await login();
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const res = await call("GET", "/api/v1/documents/stats", { token, headers: { traceparent } });
+  assert.equal(res.status, 200);
+  const options = backends.control.options.get("getStats") as Record<string, unknown>;
+  assert.equal(options.traceparent, traceparent);
+  assert.equal(options.requestId, res.json.request_id);
+  await call("GET", "/api/v1/documents/stats", { token, headers: { traceparent: "junk" } });
+  const after = backends.control.options.get("getStats") as Record<string, unknown>;
+  assert.equal(after.traceparent, undefined, "malformed trace context is not forwarded");
+});

@@ -62,6 +62,8 @@ export interface CallOptions {
   deadline?: number;
   /** Passed as `x-request-id` metadata. */
   requestId?: string;
+  /** W3C trace context, passed as `traceparent` metadata. */
+  traceparent?: string;
 }
 
 /** The session service. */

@@ -145,6 +145,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
             new Promise<T>((resolve, reject) => {
               const metadata = new Metadata();
               if (opts.requestId) metadata.set("x-request-id", opts.requestId);
+              if (opts.traceparent) metadata.set("traceparent", opts.traceparent);
               fn(req, metadata, { deadline: new Date(deadline) }, (error, response) => {
                 if (error) reject(AppError.from(error));
                 else resolve(response as T);
