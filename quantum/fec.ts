@@ -365,7 +365,7 @@ export interface FecDecoderOptions {
   maxDataShards?: number;
   /** Largest `parityCount` accepted (default 16). */
   maxParityShards?: number;
-  /** Groups remembered after they finish, to recognise late shards (default 1024). */
+  /** Groups remembered after they finish, to recognise late shards (default 256: 2 KiB per decoder). */
   historyGroups?: number;
 }
 
@@ -497,7 +497,7 @@ export class FecDecoder {
       "maxParityShards",
     );
     this.#history = new Float64Array(
-      checkInteger(options.historyGroups ?? 1024, 1, 1 << 20, "historyGroups"),
+      checkInteger(options.historyGroups ?? 256, 1, 1 << 20, "historyGroups"),
     ).fill(-1);
   }
 
