@@ -53,6 +53,19 @@ export class SessionClient implements Disposable {
     return this.#client;
   }
 
+  /**
+   * Resolve once the channel is connected (it connects on the first call otherwise).
+   * @throws {Error} when not connected within `timeoutMs`
+   */
+  ready(timeoutMs = 5000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#client.waitForReady(
+        Date.now() + timeoutMs,
+        (error) => (error ? reject(error) : resolve()),
+      );
+    });
+  }
+
   /** CreateSession. */
   createSession(
     request: Partial<CreateSessionRequest>,

@@ -34,6 +34,7 @@ Deno.test("gRPC over TCP: create, look up, update, heartbeat, list, rotate and d
   await using dir = await tempDir("aetherflow-session-");
   await using service = await startKvService(dir.path);
   using client = new SessionClient(service.address);
+  await client.ready();
   const connectionId = newId();
   const created = await client.createSession({
     userId: "alice",
