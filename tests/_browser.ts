@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * Helpers for the real-browser tests: launch Debian's chromium through playwright-core
  * (never a downloaded browser), open the demo page, sign in, and read the editor's state.
@@ -20,6 +19,23 @@ export const CHROMIUM_ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
+
+/**
+ * What the page functions below touch, typed without `lib.dom` (which would apply to the
+ * whole repository's type check). They run inside the browser.
+ */
+interface PageGlobals {
+  document: {
+    getElementById(id: string): {
+      value: string;
+      dataset: Record<string, string | undefined>;
+      focus(): void;
+      setSelectionRange(start: number, end: number): void;
+    } | null;
+  };
+  // deno-lint-ignore no-explicit-any
+  aetherflow?: any;
+}
 
 /** Upper bound for any single wait in the browser tests. */
 export const WAIT_MS = 30_000;
@@ -63,10 +79,10 @@ export async function openSignedIn(context: BrowserContext, url: string): Promis
 /** The editor's state in `page`. */
 export async function editorState(page: Page): Promise<EditorState> {
   return await page.evaluate(() => {
-    // deno-lint-ignore no-explicit-any
-    const s = (globalThis as any).aetherflow;
-    const textarea = document.getElementById("text") as HTMLTextAreaElement;
-    const status = document.getElementById("status")!;
+    const g = globalThis as unknown as PageGlobals;
+    const s = g.aetherflow;
+    const textarea = g.document.getElementById("text")!;
+    const status = g.document.getElementById("status")!;
     return {
       text: textarea.value,
       docText: s?.doc?.content?.text ?? null,
@@ -97,7 +113,8 @@ export async function waitStatus(page: Page, status: string): Promise<void> {
 export async function waitText(page: Page, includes: string[]): Promise<void> {
   await page.waitForFunction(
     (parts: string[]) => {
-      const value = (document.getElementById("text") as HTMLTextAreaElement).value;
+      const g = globalThis as unknown as PageGlobals;
+      const value = g.document.getElementById("text")!.value;
       return parts.every((p) => value.includes(p));
     },
     includes,
@@ -108,7 +125,8 @@ export async function waitText(page: Page, includes: string[]): Promise<void> {
 /** Put the caret of the page's textarea at `index` (-1: the end) and focus it. */
 export async function caretAt(page: Page, index: number): Promise<void> {
   await page.evaluate((at: number) => {
-    const textarea = document.getElementById("text") as HTMLTextAreaElement;
+    const g = globalThis as unknown as PageGlobals;
+    const textarea = g.document.getElementById("text")!;
     textarea.focus();
     const i = at < 0 ? textarea.value.length : at;
     textarea.setSelectionRange(i, i);
@@ -124,9 +142,9 @@ export async function waitConverged(pages: Page[]): Promise<string> {
   for (const page of pages) {
     await page.waitForFunction(
       () => {
-        // deno-lint-ignore no-explicit-any
-        const s = (globalThis as any).aetherflow;
-        const textarea = document.getElementById("text") as HTMLTextAreaElement;
+        const g = globalThis as unknown as PageGlobals;
+        const s = g.aetherflow;
+        const textarea = g.document.getElementById("text")!;
         return s?.doc?.live === true && s.doc.queued === 0 && s.client?.status === "online" &&
           s.doc.content?.text === textarea.value;
       },

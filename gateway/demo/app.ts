@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The collaborative demo page served by the gateway at `/` (bundled into `dist/app.js` by
  * `deno task bundle:client`): sign in, list and create documents, edit a shared text with
@@ -19,13 +18,24 @@ import {
   transformSelection,
   type WireOperation,
 } from "../client/mod.ts";
+import {
+  browser,
+  type DomButton,
+  type DomElement,
+  type DomForm,
+  type DomInput,
+  type DomNode,
+  type DomTextArea,
+} from "./_dom.ts";
+
+const { document, location } = browser;
 
 const TEXT_PATH = ["text"];
 const COLORS = ["#e8590c", "#2f9e44", "#1971c2", "#9c36b5", "#c2255c", "#0c8599", "#5c940d"];
 const HISTORY_LIMIT = 30;
 const LOCK_TTL_MS = 120_000;
 
-function el<T extends HTMLElement = HTMLElement>(id: string): T {
+function el<T extends DomElement = DomElement>(id: string): T {
   const found = document.getElementById(id);
   if (found === null) throw new Error(`Missing element #${id}`);
   return found as T;
@@ -34,25 +44,25 @@ function el<T extends HTMLElement = HTMLElement>(id: string): T {
 const ui = {
   status: el("status"),
   whoami: el("whoami"),
-  logout: el<HTMLButtonElement>("logout"),
+  logout: el<DomButton>("logout"),
   login: el("login"),
-  loginForm: el<HTMLFormElement>("login-form"),
-  username: el<HTMLInputElement>("username"),
-  password: el<HTMLInputElement>("password"),
+  loginForm: el<DomForm>("login-form"),
+  username: el<DomInput>("username"),
+  password: el<DomInput>("password"),
   loginError: el("login-error"),
   app: el("app"),
-  createForm: el<HTMLFormElement>("create-form"),
-  newName: el<HTMLInputElement>("new-name"),
+  createForm: el<DomForm>("create-form"),
+  newName: el<DomInput>("new-name"),
   docList: el("doc-list"),
-  refreshDocs: el<HTMLButtonElement>("refresh-docs"),
+  refreshDocs: el<DomButton>("refresh-docs"),
   empty: el("empty"),
   editor: el("editor"),
   docName: el("doc-name"),
   version: el("version"),
-  lock: el<HTMLButtonElement>("lock"),
+  lock: el<DomButton>("lock"),
   lockNote: el("lock-note"),
   overlay: el("overlay"),
-  text: el<HTMLTextAreaElement>("text"),
+  text: el<DomTextArea>("text"),
   presence: el("presence"),
   history: el("history"),
   docError: el("doc-error"),
@@ -162,7 +172,7 @@ async function loadDocuments(): Promise<void> {
     );
     ui.docList.replaceChildren(...data.documents.map((doc) => {
       const li = document.createElement("li");
-      const button = document.createElement("button");
+      const button = document.createElement("button") as DomButton;
       button.type = "button";
       button.textContent = doc.name;
       button.dataset.id = doc.id;
@@ -226,8 +236,8 @@ async function openDoc(id: string): Promise<void> {
     return;
   }
   state.doc = doc;
-  history.replaceState(null, "", `#doc=${id}`);
-  for (const button of ui.docList.querySelectorAll<HTMLButtonElement>("button[data-id]")) {
+  browser.history.replaceState(null, "", `#doc=${id}`);
+  for (const button of ui.docList.querySelectorAll("button[data-id]")) {
     button.setAttribute("aria-current", String(button.dataset.id === id));
   }
   ui.empty.hidden = true;
@@ -365,7 +375,7 @@ let presenceQueued = false;
 function sendPresence(): void {
   if (presenceQueued) return;
   presenceQueued = true;
-  requestAnimationFrame(() => {
+  browser.requestAnimationFrame(() => {
     presenceQueued = false;
     const doc = state.doc;
     if (doc === undefined) return;
@@ -392,7 +402,7 @@ function selectionOf(presence: PresenceInfo): { start: number; end: number } | u
 
 function renderPresence(): void {
   const doc = state.doc;
-  const items: HTMLLIElement[] = [];
+  const items: DomElement[] = [];
   const me = document.createElement("li");
   me.style.setProperty("--c", colorFor(state.client?.sessionId ?? ""));
   me.textContent = `${state.auth.user?.username ?? "me"} (you)`;
@@ -438,9 +448,9 @@ function renderOverlay(): void {
     marks.push({ at: end, kind: "caret", color, name });
   }
   marks.sort((a, b) => a.at - b.at);
-  const nodes: Node[] = [];
+  const nodes: DomNode[] = [];
   let pos = 0;
-  let open: HTMLSpanElement | undefined;
+  let open: DomElement | undefined;
   const push = (chunk: string) => {
     if (chunk === "") return;
     if (open) open.append(chunk);

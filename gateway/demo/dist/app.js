@@ -2320,7 +2320,11 @@ function isLowSurrogate(code) {
   return code >= 56320 && code <= 57343;
 }
 
+// gateway/demo/_dom.ts
+var browser = globalThis;
+
 // gateway/demo/app.ts
+var { document, location } = browser;
 var TEXT_PATH = [
   "text"
 ];
@@ -2509,7 +2513,7 @@ async function openDoc(id) {
     return;
   }
   state.doc = doc;
-  history.replaceState(null, "", `#doc=${id}`);
+  browser.history.replaceState(null, "", `#doc=${id}`);
   for (const button of ui.docList.querySelectorAll("button[data-id]")) {
     button.setAttribute("aria-current", String(button.dataset.id === id));
   }
@@ -2635,7 +2639,7 @@ var presenceQueued = false;
 function sendPresence() {
   if (presenceQueued) return;
   presenceQueued = true;
-  requestAnimationFrame(() => {
+  browser.requestAnimationFrame(() => {
     presenceQueued = false;
     const doc = state.doc;
     if (doc === void 0) return;
