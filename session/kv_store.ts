@@ -86,6 +86,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
 
   /** See {@link SessionStore.insert}. */
   async insert(session: StoredSession, options: InsertOptions): Promise<InsertResult> {
+    this.#assertOpen();
     const { now } = options;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const keys: Deno.KvKey[] = [["s", session.id], ["u", session.userId]];
