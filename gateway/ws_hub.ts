@@ -10,6 +10,7 @@
 import { AppError, isId, type Logger, newId, silentLogger } from "../kernel/mod.ts";
 import type { DocumentEvent, SubmitResult } from "../proto/gen/statesync.ts";
 import { EventType } from "../proto/gen/statesync.ts";
+import { SessionState } from "../proto/gen/session.ts";
 import type { AuthUser } from "./_http.ts";
 import {
   ComponentSchema,
@@ -530,6 +531,7 @@ export class WsHub {
       if (user.sessionId && this.#revoked.has(user.sessionId)) {
         throw new AppError("UNAUTHENTICATED", "Session logged out");
       }
+      await this.#checkSession(user);
     } catch (error) {
       if (conn.user === undefined) {
         this.#close(conn, CloseCode.AUTH_FAILED, AppError.from(error).message.slice(0, 100));
@@ -556,6 +558,33 @@ export class WsHub {
       expires_at: user.expiresAt,
       connection_id: conn.id,
     });
+  }
+
+  /**
+   * A long-lived socket must not outlive its session: refuse tokens of sessions that were
+   * deleted, expired or terminated (e.g. by refresh-token reuse). When the session service
+   * is unreachable the token alone decides (availability over strictness).
+   */
+  async #checkSession(user: AuthUser): Promise<void> {
+    if (!user.sessionId) return;
+    try {
+      const session = await this.#backends.session.getSession({
+        selector: { $case: "sessionId", value: user.sessionId },
+      });
+      if (
+        session.state === SessionState.SESSION_STATE_EXPIRED ||
+        session.state === SessionState.SESSION_STATE_TERMINATED
+      ) {
+        throw new AppError("UNAUTHENTICATED", "Session ended");
+      }
+    } catch (error) {
+      const appError = AppError.from(error);
+      if (appError.status === "NOT_FOUND" || appError.status === "FAILED_PRECONDITION") {
+        throw new AppError("UNAUTHENTICATED", "Session ended", { cause: error });
+      }
+      if (appError.status === "UNAUTHENTICATED") throw appError;
+      this.#log.warn("Session check skipped", { error: appError.message });
+    }
   }
 
   #subscribeChannel(conn: Conn, id: unknown, channel: string): void {

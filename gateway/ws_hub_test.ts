@@ -12,8 +12,20 @@ async function setup(overrides: Record<string, unknown> = {}) {
   const gateway = await createGateway({ config, backends, users: await testUsers() });
   const server = serveGateway(gateway, { port: 0 });
   const url = `ws://127.0.0.1:${server.port}/ws`;
-  const token = async (name = "alice", sid = newId(), now = Date.now()) =>
-    (await gateway.tokens.issue({ sub: `id-${name}`, sid, name, role: "user" }, now)).token;
+  /** An access token for a live session of `name` (the hub checks the session exists). */
+  const token = async (name = "alice", now = Date.now()) => {
+    const { session } = await backends.session.createSession({
+      userId: `id-${name}`,
+      connectionId: "",
+      clientIp: "",
+      clientPort: 0,
+      serverAddress: "",
+      ttlSeconds: 60,
+      metadata: {},
+    });
+    const claims = { sub: `id-${name}`, sid: session!.id, name, role: "user" };
+    return (await gateway.tokens.issue(claims, now)).token;
+  };
   const client = async (name = "alice", autoPong = true) => {
     const c = await WsTestClient.connect(url, autoPong);
     const reply = await c.request({ type: "auth", token: await token(name) });
@@ -233,14 +245,14 @@ Deno.test("ws: per-connection rate limit answers RESOURCE_EXHAUSTED", async () =
 Deno.test("ws: an expired token closes with 4003 unless refreshed; refresh must be the same user", async () => {
   await using env = await setup({ auth: { accessTtlSeconds: 60, clockToleranceSeconds: 0 } });
   const c = await WsTestClient.connect(env.url);
-  const soon = await env.token("alice", newId(), Date.now() - 58_500); // expires in 0.5-1.5 s
+  const soon = await env.token("alice", Date.now() - 58_500); // expires in 0.5-1.5 s
   await c.request({ type: "auth", token: soon });
   const other = await c.request({ type: "refresh", token: await env.token("bob") });
   assert.equal(other.status, "PERMISSION_DENIED");
   assert.equal((await c.closed).code, CloseCode.TOKEN_EXPIRED);
 
   await using d = await WsTestClient.connect(env.url);
-  await d.request({ type: "auth", token: await env.token("alice", newId(), Date.now() - 58_500) });
+  await d.request({ type: "auth", token: await env.token("alice", Date.now() - 58_500) });
   const refreshed = await d.request({ type: "refresh", token: await env.token("alice") });
   assert.equal(refreshed.type, "reply");
   assert.ok(refreshed.data.expires_at > Date.now() + 50_000);
@@ -334,7 +346,17 @@ Deno.test("ws: a slow consumer is closed with 4009 once its queue passes the lim
   const fast = new StuckSocket();
   hub.accept(stuck, { ip: "1.1.1.1" });
   hub.accept(fast, { ip: "1.1.1.2" });
-  const token = (await gateway.tokens.issue({ sub: "u", sid: "s", name: "u", role: "user" })).token;
+  const { session } = await backends.session.createSession({
+    userId: "u",
+    connectionId: "",
+    clientIp: "",
+    clientPort: 0,
+    serverAddress: "",
+    ttlSeconds: 60,
+    metadata: {},
+  });
+  const claims = { sub: "u", sid: session!.id, name: "u", role: "user" };
+  const token = (await gateway.tokens.issue(claims)).token;
   for (const s of [stuck, fast]) {
     s.receive({ type: "auth", id: "auth-1", token });
     await s.sentMatching('"id":"auth-1"');
@@ -351,4 +373,16 @@ Deno.test("ws: a slow consumer is closed with 4009 once its queue passes the lim
   assert.equal(fast.closedWith, undefined);
   assert.equal(hub.stats().slowConsumersClosed, 1);
   await gateway.close();
+});
+
+Deno.test("ws: a token whose session was terminated is refused at auth", async () => {
+  await using env = await setup();
+  const token = await env.token("alice");
+  const sid = JSON.parse(atob(token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/"))).sid;
+  await env.backends.session.deleteSession({ sessionId: sid });
+  const c = await WsTestClient.connect(env.url);
+  c.send({ type: "auth", token });
+  const closed = await c.closed;
+  assert.equal(closed.code, CloseCode.AUTH_FAILED);
+  assert.match(closed.reason, /Session/);
 });
