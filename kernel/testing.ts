@@ -157,3 +157,26 @@ function onPath(binary: string): boolean {
     }
   });
 }
+
+/**
+ * The lines of a byte stream (e.g. a child process's stdout), decoded as UTF-8.
+ *
+ * @example
+ * ```ts
+ * for await (const line of readLines(child.stderr)) if (line.includes("ready")) break;
+ * ```
+ */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const bytes of stream) {
+    buffer += decoder.decode(bytes, { stream: true });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      yield buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+    }
+  }
+  buffer += decoder.decode();
+  if (buffer.length > 0) yield buffer;
+}

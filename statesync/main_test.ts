@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
-import { freePort, tempDir } from "../kernel/testing.ts";
+import { freePort, readLines, tempDir } from "../kernel/testing.ts";
 import * as pb from "../proto/gen/statesync.ts";
 import { opToProto } from "./convert.ts";
 import { DocumentManager } from "./documents.ts";
@@ -22,15 +22,7 @@ class LineWatcher {
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.done = (async () => {
-      let buffer = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        let newline;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          this.#add(buffer.slice(0, newline));
-          buffer = buffer.slice(newline + 1);
-        }
-      }
+      for await (const line of readLines(stream)) this.#add(line);
       this.#ended = true;
       for (const waiter of this.#waiters) waiter.resolve("");
     })();

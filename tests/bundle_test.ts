@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { freePort, freeUdpPort, tempDir } from "../kernel/testing.ts";
+import { freePort, freeUdpPort, readLines, tempDir } from "../kernel/testing.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/health.ts";
 import { build, type BuildTarget, TARGETS, UNSTABLE_FLAGS } from "../deploy/build.ts";
 
@@ -56,14 +56,12 @@ async function startBundle(
   let signalReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => signalReady = resolve);
   const pump = (stream: ReadableStream<Uint8Array>) =>
-    stream.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({
-        write(chunk) {
-          text += chunk;
-          if (options.ready.test(text)) signalReady();
-        },
-      }),
-    );
+    (async () => {
+      for await (const line of readLines(stream)) {
+        text += line + "\n";
+        if (options.ready.test(text)) signalReady();
+      }
+    })();
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
   let exited = false;
   const status = child.status.then((s) => {
