@@ -91,9 +91,23 @@ Deno.test({
         // Each sees the other's caret and name.
         await a.waitForSelector("#presence li[data-session]", { timeout: 30_000 });
         await b.waitForSelector("#presence li[data-session]", { timeout: 30_000 });
+        // Their carets are drawn in the editor, and the history lists the ops.
+        await a.waitForSelector(".overlay .caret", { timeout: 30_000 });
+        await b.waitForSelector(".overlay .caret", { timeout: 30_000 });
+        await b.waitForSelector("#history li", { timeout: 30_000 });
         await Deno.mkdir(ARTIFACTS, { recursive: true });
         await a.screenshot({ path: new URL("browser-two-users-a.png", ARTIFACTS).pathname });
         await b.screenshot({ path: new URL("browser-two-users-b.png", ARTIFACTS).pathname });
+      });
+
+      await t.step("the lock toggle makes the document read-only for the other user", async () => {
+        await a.click("#lock");
+        await a.waitForSelector('#lock[aria-pressed="true"]', { timeout: 30_000 });
+        await b.waitForSelector("#text[readonly]", { timeout: 30_000 });
+        assert.match(await b.textContent("#lock-note") ?? "", /Locked by/);
+        await a.click("#lock");
+        await a.waitForSelector('#lock[aria-pressed="false"]', { timeout: 30_000 });
+        await b.waitForSelector("#text:not([readonly])", { timeout: 30_000 });
       });
 
       await t.step("one context goes offline, types, comes back: its edits arrive", async () => {
