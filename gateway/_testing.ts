@@ -34,6 +34,12 @@ export interface FakeControl {
   subscriptions: number;
   /** Open submit streams. */
   submitStreams: number;
+  /** End every open document subscription with `error` (as a dropped stream would). */
+  failSubscriptions(error: unknown): void;
+  /** Resolves when the next SubscribeDocument stream goes live. */
+  nextSubscribed(): Promise<{ fromVersion: number | undefined }>;
+  /** Resolves when SubscribeDocument is next called (live or not). */
+  nextSubscribeCall(): Promise<void>;
 }
 
 /** In-memory backends plus their control panel. */
@@ -45,7 +51,24 @@ export function fakeBackends(): Backends & { control: FakeControl } {
     options: new Map(),
     subscriptions: 0,
     submitStreams: 0,
+    failSubscriptions(error) {
+      for (const set of listeners.values()) {
+        for (const handlers of [...set]) {
+          set.delete(handlers);
+          control.subscriptions--;
+          handlers.onError(error);
+        }
+      }
+    },
+    nextSubscribed() {
+      return new Promise((resolve) => subscribedWaiters.push(resolve));
+    },
+    nextSubscribeCall() {
+      return new Promise((resolve) => callWaiters.push(resolve));
+    },
   };
+  let callWaiters: Array<() => void> = [];
+  let subscribedWaiters: Array<(info: { fromVersion: number | undefined }) => void> = [];
   const sessions = new Map<string, Session>();
   const tokens = new Map<string, { sessionId: string; current: boolean }>();
   const docs = new Map<string, Document>();
@@ -341,6 +364,8 @@ export function fakeBackends(): Backends & { control: FakeControl } {
       },
       subscribeDocument(req, handlers) {
         seen("subscribeDocument");
+        const calledWaiters = callWaiters;
+        callWaiters = [];
         control.subscriptions++;
         let set = listeners.get(req.documentId);
         if (set === undefined) listeners.set(req.documentId, set = new Set());
@@ -353,6 +378,28 @@ export function fakeBackends(): Backends & { control: FakeControl } {
             handlers.onError(new AppError("NOT_FOUND", "Document not found"));
             return;
           }
+          if (control.statesyncDown) {
+            set.delete(handlers);
+            control.subscriptions--;
+            handlers.onError(new AppError("UNAVAILABLE", "statesync is down"));
+            return;
+          }
+          if (req.fromVersion !== undefined) {
+            for (const op of history.get(d.id) ?? []) {
+              if (op.version <= req.fromVersion) continue;
+              handlers.onData({
+                type: EventType.EVENT_TYPE_OPERATION_APPLIED,
+                documentId: d.id,
+                version: op.version,
+                timestamp: op.timestamp,
+                userId: op.authorId,
+                payload: { $case: "operation", value: op },
+              });
+            }
+          }
+          const waiters = subscribedWaiters;
+          subscribedWaiters = [];
+          for (const waiter of waiters) waiter({ fromVersion: req.fromVersion });
           handlers.onData({
             type: EventType.EVENT_TYPE_SUBSCRIBED,
             documentId: d.id,
@@ -362,6 +409,7 @@ export function fakeBackends(): Backends & { control: FakeControl } {
             payload: undefined,
           });
         });
+        for (const waiter of calledWaiters) waiter(); // after the check above is queued
         return {
           cancel() {
             if (set.delete(handlers)) control.subscriptions--;

@@ -176,6 +176,8 @@ class DocFeed {
   readyResolve!: () => void;
   readyReject!: (error: unknown) => void;
   isReady = false;
+  /** The stream was live at least once (later failures reconnect instead of failing). */
+  wasLive = false;
   subscriberId = newId();
   retries = 0;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -686,6 +688,7 @@ export class WsHub {
       onData: (event) => {
         if (event.type === EventType.EVENT_TYPE_SUBSCRIBED) {
           feed.isReady = true;
+          feed.wasLive = true;
           feed.retries = 0;
           feed.readyResolve();
           return;
@@ -700,22 +703,44 @@ export class WsHub {
   #feedDown(feed: DocFeed, error: unknown): void {
     if (this.#feeds.get(feed.documentId) !== feed) return;
     feed.stream = undefined;
-    if (!feed.isReady) {
+    if (!feed.wasLive) {
       // Never got live: fail the waiting subscribers.
       this.#feeds.delete(feed.documentId);
       feed.readyReject(error);
       return;
     }
+    const appError = AppError.from(error);
+    if (appError.status === "NOT_FOUND" || appError.status === "PERMISSION_DENIED") {
+      // Deleted: everyone is out. Access revoked: the stream's actor is out; the others
+      // keep the feed with one of them as the actor.
+      for (const member of [...feed.members.values()]) {
+        const user = member.conn.user;
+        if (appError.status === "PERMISSION_DENIED" && user?.id !== feed.actorId) continue;
+        this.#send(member.conn, {
+          type: "event",
+          event: "subscription_ended",
+          document_id: feed.documentId,
+          code: appError.code,
+          status: appError.status,
+          message: appError.message,
+        });
+        feed.members.delete(member.conn);
+        member.conn.docs.delete(feed.documentId);
+      }
+      const next = feed.members.keys().next().value;
+      if (next?.user) feed.actorId = next.user.id;
+    }
     if (feed.members.size === 0) {
       this.#feeds.delete(feed.documentId);
       return;
     }
-    // Reconnect from the oldest version any member has, so nobody misses an op.
-    feed.resetReady();
+    // Reconnect from the oldest version any member has, so nobody misses an op. Keep one
+    // pending `ready` across failed attempts: subscribers joining meanwhile wait on it.
+    if (feed.isReady) feed.resetReady();
     const delay = Math.min(2_000, 50 * 2 ** feed.retries++) * (0.5 + Math.random() / 2);
     this.#log.warn("Document subscription lost, reconnecting", {
       document_id: feed.documentId,
-      error,
+      error: appError.message,
       delay_ms: Math.round(delay),
     });
     feed.retryTimer = setTimeout(() => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { newId } from "../kernel/mod.ts";
+import { AppError, newId } from "../kernel/mod.ts";
 import { createGateway } from "./app.ts";
 import { serveGateway } from "./serve.ts";
 import { WsTestClient } from "./testing.ts";
@@ -385,4 +385,64 @@ Deno.test("ws: a token whose session was terminated is refused at auth", async (
   const closed = await c.closed;
   assert.equal(closed.code, CloseCode.AUTH_FAILED);
   assert.match(closed.reason, /Session/);
+});
+
+Deno.test("ws: a dropped statesync subscription reconnects from the oldest member version, losing nothing", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client("alice");
+  await a.request({ type: "subscribe", document_id: doc });
+  const apply = (base: number, text: string) =>
+    env.backends.statesync.applyOperation({
+      actorId: "id-alice",
+      operation: {
+        id: "",
+        documentId: doc,
+        baseVersion: base,
+        version: 0,
+        authorId: "id-alice",
+        sessionId: "s",
+        clientOpId: text,
+        timestamp: 0,
+        components: [{
+          path: [{ element: { $case: "key", value: "text" } }],
+          action: { $case: "textInsert", value: { offset: 0, text } },
+        }],
+      },
+    });
+  await apply(0, "a");
+  await a.next((m) => m.event === "operation_applied" && m.version === 1);
+
+  // Statesync restarts: the stream drops and the first reconnect attempt fails too.
+  env.backends.control.statesyncDown = true;
+  const retried = env.backends.control.nextSubscribeCall();
+  env.backends.control.failSubscriptions(new AppError("UNAVAILABLE", "restarting"));
+  await retried; // this attempt fails: statesync is still down
+  const resubscribed = env.backends.control.nextSubscribed();
+  env.backends.control.statesyncDown = false;
+  await apply(1, "b"); // applied while no stream is open
+  const { fromVersion } = await resubscribed;
+  assert.equal(fromVersion, 1, "resumed from the member's last version");
+  assert.equal(env.backends.control.calls.get("subscribeDocument"), 3, "first, failed, live");
+  const missed = await a.next((m) => m.event === "operation_applied" && m.version === 2);
+  assert.equal(missed.operation.components[0].text, "b");
+  await apply(2, "c");
+  const live = await a.next((m) => m.event === "operation_applied" && m.version === 3);
+  assert.equal(live.operation.components[0].text, "c");
+  assert.equal(
+    a.pending.filter((m) => m.event === "operation_applied").length,
+    0,
+    "no duplicates",
+  );
+});
+
+Deno.test("ws: a deleted document ends its subscriptions with subscription_ended", async () => {
+  await using env = await setup();
+  const doc = await env.createDoc();
+  await using a = await env.client("alice");
+  await a.request({ type: "subscribe", document_id: doc });
+  env.backends.control.failSubscriptions(new AppError("NOT_FOUND", "Document deleted"));
+  const ended = await a.next((m) => m.event === "subscription_ended");
+  assert.equal(ended.status, "NOT_FOUND");
+  assert.equal(env.gateway.hub.stats().documents, 0);
 });
