@@ -115,6 +115,8 @@ export class FakeGateway {
   duplicates = 0;
   /** Reject op messages with this error status when set. */
   rejectOps: string | undefined;
+  /** Fail this many subscribe requests with UNAVAILABLE. */
+  failSubscribes = 0;
 
   constructor(readonly clock: Clock) {}
 
@@ -268,6 +270,10 @@ export class FakeGateway {
         return;
       case "subscribe": {
         if (doc === undefined) return this.#error(conn, m.id, "NOT_FOUND", "No such document");
+        if (this.failSubscribes > 0) {
+          this.failSubscribes--;
+          return this.#error(conn, m.id, "UNAVAILABLE", "statesync unavailable");
+        }
         doc.subscribers.add(conn);
         const from = m.from_version as number | undefined;
         let replayed = 0;

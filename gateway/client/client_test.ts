@@ -229,6 +229,28 @@ Deno.test("a paste larger than the gateway's message limit arrives in several op
   await t.closeAll();
 });
 
+Deno.test("a subscribe that fails transiently is retried with backoff; a missing document fails open()", async () => {
+  const t = setup("abc");
+  const alice = t.client("alice");
+  const b = await t.open(t.client("bob"));
+  t.server.failSubscribes = 2;
+  const opening = alice.open(DOC);
+  await t.server.run();
+  t.clock.advance(10_000);
+  await t.server.run();
+  t.clock.advance(10_000);
+  await t.server.run();
+  const a = await opening;
+  assert.equal(textOf(a), "abc");
+  b.submit(ins(3, "d"));
+  await t.server.run();
+  assert.equal(textOf(a), "abcd");
+  const missing = alice.open("no-such-doc");
+  await t.server.run();
+  await assert.rejects(missing, (e: Error & { status?: string }) => e.status === "NOT_FOUND");
+  await t.closeAll();
+});
+
 Deno.test("a resubscribe resumes from the last seen version and receives exactly the missed ops", async () => {
   const t = setup();
   const alice = t.client("alice");

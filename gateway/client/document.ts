@@ -237,10 +237,22 @@ export class DocHandle {
           this.#subscribe(true); // our version is unknown to the server: reload
           return;
         }
+        this.events.emit("error", { error });
+        if (TRANSIENT.has(error.status)) {
+          // e.g. statesync briefly unavailable: try again with backoff while we are online.
+          const delay = this.#link.retryDelay(this.#retries++);
+          this.#link.clearTimeout(this.#retryTimer);
+          this.#retryTimer = this.#link.setTimeout(() => {
+            this.#retryTimer = undefined;
+            if (this.#phase === "subscribing" && seq === this.#subscribeSeq) {
+              this.#subscribe(fresh || !resume);
+            }
+          }, delay);
+          return;
+        }
         this.#phase = "idle";
         this.#loaded?.reject(error);
         this.#loaded = undefined;
-        this.events.emit("error", { error });
       },
     );
   }

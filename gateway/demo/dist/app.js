@@ -1539,12 +1539,23 @@ var DocHandle = class {
         this.#subscribe(true);
         return;
       }
-      this.#phase = "idle";
-      this.#loaded?.reject(error);
-      this.#loaded = void 0;
       this.events.emit("error", {
         error
       });
+      if (TRANSIENT.has(error.status)) {
+        const delay = this.#link.retryDelay(this.#retries++);
+        this.#link.clearTimeout(this.#retryTimer);
+        this.#retryTimer = this.#link.setTimeout(() => {
+          this.#retryTimer = void 0;
+          if (this.#phase === "subscribing" && seq === this.#subscribeSeq) {
+            this.#subscribe(fresh || !resume);
+          }
+        }, delay);
+        return;
+      }
+      this.#phase = "idle";
+      this.#loaded?.reject(error);
+      this.#loaded = void 0;
     });
   }
   #onSubscribed(reply, resumed, fresh) {
