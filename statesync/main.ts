@@ -17,7 +17,7 @@ if (import.meta.main) {
     address: service.address,
     storage: config.storage,
     data_dir: config.storage === "kv" ? config.dataDir : null,
-    quantum_port: config.quantumPort || null,
+    quantum_port: service.quantumPort,
   });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });

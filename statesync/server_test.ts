@@ -7,7 +7,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { newId } from "../kernel/mod.ts";
-import { tempDir } from "../kernel/testing.ts";
+import { freeUdpPort, tempDir } from "../kernel/testing.ts";
 import * as pb from "../proto/gen/statesync.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/health.ts";
 import { apply as applyOp } from "./json0/mod.ts";
@@ -1118,6 +1118,49 @@ Deno.test("gRPC: shutdown ends subscriptions with UNAVAILABLE and reports NOT_SE
   } finally {
     client.close();
     health.close();
+    await service.shutdown();
+  }
+});
+
+Deno.test("gRPC over Quantum: served when quantum/mod.ts has the bridge, else a clear startup error", async () => {
+  const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
+  const config = StateSyncConfigSchema.parse({
+    port: 0,
+    storage: "memory",
+    quantumPort: freeUdpPort(),
+  });
+  const startTunnel = quantum.startQuantumTunnel as
+    | ((
+      target: { hostname: string; port: number },
+    ) => Promise<{ address: string; close(): unknown }>)
+    | undefined;
+  if (typeof quantum.serveGrpcOverQuantum !== "function" || typeof startTunnel !== "function") {
+    // The Quantum gRPC bridge is not in this build yet: starting with a Quantum port fails
+    // with a message saying what to do, and nothing is left running.
+    await assert.rejects(startStateSyncService(config), /serveGrpcOverQuantum.*quantumPort to 0/);
+    return;
+  }
+  const service = await startStateSyncService(config);
+  const tunnel = await startTunnel({ hostname: "127.0.0.1", port: service.quantumPort! });
+  const client = new pb.StateSyncServiceClient(tunnel.address, credentials.createInsecure());
+  try {
+    const doc = await createDoc(client, "alice");
+    const reader = subscribe(client, { actorId: "alice", documentId: doc.id });
+    await reader.until(pb.EventType.EVENT_TYPE_SUBSCRIBED);
+    const applied = await rpc<pb.ApplyOperationResponse>((cb) =>
+      client.applyOperation({
+        actorId: "alice",
+        operation: operation(doc.id, 0, textInsert(0, "q")),
+      }, cb)
+    );
+    assert.equal(applied.version, 1);
+    assert.deepEqual(versionsOf(await reader.until(pb.EventType.EVENT_TYPE_OPERATION_APPLIED)), [
+      1,
+    ]);
+    reader.stream.cancel();
+  } finally {
+    client.close();
+    await tunnel.close();
     await service.shutdown();
   }
 });

@@ -39,6 +39,8 @@ export interface StateSyncHandle extends AsyncDisposable {
   readonly address: string;
   /** The bound TCP port (useful with `port: 0`). */
   readonly port: number;
+  /** The Quantum (UDP) port serving the same gRPC service, or null when off. */
+  readonly quantumPort: number | null;
   /** In-process access for callers in the same process and tests. */
   readonly documents: DocumentManager;
   readonly hub: EventHub;
@@ -122,9 +124,22 @@ export async function startStateSyncService(
     presence.close();
     throw error;
   }
+  let quantum: QuantumEndpoint | undefined;
+  if (config.quantumPort > 0) {
+    try {
+      quantum = await serveOverQuantum(running.server, config.host, config.quantumPort);
+    } catch (error) {
+      await running.close(0);
+      await documents.close();
+      locks.close();
+      presence.close();
+      throw error;
+    }
+  }
   let closing: Promise<void> | null = null;
   const shutdown = () => {
     closing ??= (async () => {
+      await quantum?.close();
       await running.close(config.shutdownTimeoutMs);
       locks.close();
       presence.close();
@@ -137,6 +152,7 @@ export async function startStateSyncService(
   return {
     address: `${host}:${running.port}`,
     port: running.port,
+    quantumPort: quantum?.port ?? null,
     documents,
     hub,
     locks,
@@ -145,5 +161,49 @@ export async function startStateSyncService(
     server: running.server,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
+  };
+}
+
+/** A Quantum listener carrying the gRPC server. */
+interface QuantumEndpoint {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serve `server` over Quantum too, through quantum/mod.ts's `listen` and
+ * `serveGrpcOverQuantum(server, listener)` (looked up at run time: the Quantum gRPC bridge is
+ * built separately).
+ * @throws {Error} when quantum/mod.ts does not provide them (set quantumPort to 0)
+ */
+async function serveOverQuantum(
+  server: Server,
+  hostname: string,
+  port: number,
+): Promise<QuantumEndpoint> {
+  const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
+  const listen = quantum.listen as
+    | ((options: { hostname: string; port: number }) => {
+      readonly addr: Deno.NetAddr;
+      close(): Promise<void>;
+    })
+    | undefined;
+  const serve = quantum.serveGrpcOverQuantum as
+    | ((server: Server, listener: unknown) => unknown)
+    | undefined;
+  if (typeof listen !== "function" || typeof serve !== "function") {
+    throw new Error(
+      "quantumPort is set but quantum/mod.ts does not export listen and serveGrpcOverQuantum: " +
+        "set quantumPort to 0 (gRPC over TCP only)",
+    );
+  }
+  const listener = listen({ hostname, port });
+  const bridge = await serve(server, listener) as { close?: () => unknown } | undefined;
+  return {
+    port: listener.addr.port,
+    async close() {
+      await bridge?.close?.();
+      await listener.close();
+    },
   };
 }
