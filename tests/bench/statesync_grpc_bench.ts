@@ -11,6 +11,14 @@
  * against the last version this client saw for its document (so in-flight ops are stale
  * and get transformed).
  *
+ * Besides throughput and latency, the table shows the server process's CPU time per op
+ * (from /proc), which does not depend on how busy the machine is: 1e6 / (µs per op) is the
+ * rate one dedicated core could sustain.
+ *
+ * Note: with Deno 2.9.6 a graceful client close after more than ~128 calls on one connection
+ * can abort the server process inside nghttp2 (denoland/deno#36788); the child server may
+ * print that assertion after the last scenario. The numbers are taken before.
+ *
  * Options: `--quick` runs smaller counts (a smoke run).
  * @module
  */
@@ -31,6 +39,25 @@ interface Result {
   seconds: number;
   latencies: Float64Array;
   errors: number;
+  /** CPU seconds the server process used during the run (user + system). */
+  serverCpu?: number;
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Run `load` and note how much CPU the server process `pid` spent on it. */
+async function measured(pid: number, load: () => Promise<Result>): Promise<Result> {
+  const before = cpuSeconds(pid);
+  const result = await load();
+  result.serverCpu = cpuSeconds(pid) - before;
+  return result;
 }
 
 function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown) {
@@ -46,9 +73,12 @@ function percentile(sorted: Float64Array, p: number): number {
 function row(result: Result): string {
   const sorted = result.latencies.slice().sort();
   const rate = (result.ops / result.seconds).toFixed(0);
+  const cpu = result.serverCpu === undefined
+    ? "-"
+    : (result.serverCpu * 1e6 / result.ops).toFixed(0);
   return `| ${result.label} | ${result.ops} | ${result.seconds.toFixed(2)} | ${rate} | ${
     percentile(sorted, 0.5).toFixed(2)
-  } | ${percentile(sorted, 0.99).toFixed(2)} | ${result.errors} |`;
+  } | ${percentile(sorted, 0.99).toFixed(2)} | ${cpu} | ${result.errors} |`;
 }
 
 const insert = opToProto([{
@@ -273,7 +303,12 @@ async function waitServing(address: string): Promise<void> {
   }
 }
 
-async function scenarios(address: string, where: string, all: boolean): Promise<string[]> {
+async function scenarios(
+  address: string,
+  where: string,
+  all: boolean,
+  pid: number,
+): Promise<string[]> {
   const client = new pb.StateSyncServiceClient(address, credentials.createInsecure());
   try {
     const docs = await createDocs(client);
@@ -289,17 +324,19 @@ async function scenarios(address: string, where: string, all: boolean): Promise<
     for (const plan of plans) {
       const label =
         `${where}: SubmitOperations, ${plan.streams} stream(s) x ${plan.inFlight} in flight`;
-      rows.push(row(await submitLoad(label, client, docs, { total: STREAM_OPS, ...plan })));
+      const options = { total: STREAM_OPS, ...plan };
+      rows.push(row(await measured(pid, () => submitLoad(label, client, docs, options))));
     }
     for (const plan of [{ batch: 64, inFlight: 16 }, { batch: 256, inFlight: 8 }]) {
       const label =
         `${where}: SubmitOperationBatches, ${plan.batch} ops/message x ${plan.inFlight} ` +
         `in flight`;
-      rows.push(row(await batchLoad(label, client, docs, { total: STREAM_OPS, ...plan })));
+      const options = { total: STREAM_OPS, ...plan };
+      rows.push(row(await measured(pid, () => batchLoad(label, client, docs, options))));
     }
     if (all) {
       const label = `${where}: unary ApplyOperation, 32 in flight`;
-      rows.push(row(await unaryLoad(label, client, docs, UNARY_OPS, 32)));
+      rows.push(row(await measured(pid, () => unaryLoad(label, client, docs, UNARY_OPS, 32))));
     }
     return rows;
   } finally {
@@ -330,6 +367,7 @@ async function childServer(storage: "kv" | "memory", dataDir: string) {
   }
   return {
     address,
+    pid: child.pid,
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -345,7 +383,8 @@ try {
   for (const storage of ["kv", "memory"] as const) {
     const server = await childServer(storage, `${dataDir}/${storage}`);
     try {
-      rows.push(...await scenarios(server.address, `2 processes, ${storage}`, storage === "kv"));
+      const where = `2 processes, ${storage}`;
+      rows.push(...await scenarios(server.address, where, storage === "kv", server.pid));
     } finally {
       await server.stop();
     }
@@ -362,13 +401,9 @@ try {
     const client = new pb.StateSyncServiceClient(service.address, credentials.createInsecure());
     const docs = await createDocs(client);
     await submitLoad("warm-up", client, docs, { total: 2000, streams: 1, inFlight: 256 });
-    rows.push(row(
-      await submitLoad("1 process, kv: SubmitOperations, 1 stream x 1024 in flight", client, docs, {
-        total: STREAM_OPS,
-        streams: 1,
-        inFlight: 1024,
-      }),
-    ));
+    const label = "1 process (client + server), kv: SubmitOperations, 1 stream x 1024 in flight";
+    const options = { total: STREAM_OPS, streams: 1, inFlight: 1024 };
+    rows.push(row(await measured(Deno.pid, () => submitLoad(label, client, docs, options))));
     client.close();
   } finally {
     await service.shutdown();
@@ -377,12 +412,14 @@ try {
   await Deno.remove(dataDir, { recursive: true });
 }
 
+const load = Deno.loadavg().map((n) => n.toFixed(1)).join(" ");
 console.log(
-  `\nStateSync gRPC benchmark — Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores,`,
+  `\nStateSync gRPC benchmark — Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores, ` +
+    `load average ${load} at the end,`,
 );
 console.log(
   `${DOCS} documents, text inserts, each stale by the ops in flight on its document\n`,
 );
-console.log("| scenario | ops | s | ops/s | p50 ms | p99 ms | errors |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
+console.log("| scenario | ops | s | ops/s | p50 ms | p99 ms | server CPU µs/op | errors |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const line of rows) console.log(line);
