@@ -53,8 +53,10 @@ export interface RestAuthOptions {
   /** fetch implementation (default globalThis.fetch). */
   fetch?: typeof fetch;
   clock?: Clock;
-  /** getToken() refreshes when less than this many ms (at most a third of the token's
-   * lifetime) are left (default 30 s). */
+  /**
+   * getToken() refreshes when less than this many ms are left, at most a third of the
+   * token's lifetime (default 30 s).
+   */
   marginMs?: number;
 }
 
