@@ -156,6 +156,8 @@ class Conn {
   lastSeen = performance.now();
   awaitingPong = false;
   rateViolations = 0;
+  /** Set while an auth message is being checked: later messages wait for it. */
+  authPending: Promise<void> | undefined;
   timers: Array<ReturnType<typeof setTimeout>> = [];
   expiryTimer: ReturnType<typeof setTimeout> | undefined;
   constructor(readonly socket: WsSocket, readonly ip: string) {}
@@ -429,6 +431,10 @@ export class WsHub {
       return;
     }
     const message = parsed.data;
+    if (conn.authPending !== undefined && message.type !== "auth") {
+      await conn.authPending; // clients may send right after auth without waiting for the reply
+      if (conn.closed) return;
+    }
     if (conn.user === undefined && message.type !== "auth") {
       this.#close(conn, CloseCode.AUTH_FAILED, "First message must be auth");
       return;
@@ -442,7 +448,15 @@ export class WsHub {
 
   async #dispatch(conn: Conn, message: ClientMessage): Promise<void> {
     switch (message.type) {
-      case "auth":
+      case "auth": {
+        const pending = this.#auth(conn, message.type, message.id, message.token);
+        conn.authPending = pending.catch(() => {});
+        try {
+          return await pending;
+        } finally {
+          conn.authPending = undefined;
+        }
+      }
       case "refresh":
         return await this.#auth(conn, message.type, message.id, message.token);
       case "ping":

@@ -446,3 +446,15 @@ Deno.test("ws: a deleted document ends its subscriptions with subscription_ended
   assert.equal(ended.status, "NOT_FOUND");
   assert.equal(env.gateway.hub.stats().documents, 0);
 });
+
+Deno.test("ws: messages sent right after auth (without waiting) are handled in order", async () => {
+  await using env = await setup();
+  await using c = await WsTestClient.connect(env.url);
+  const token = await env.token();
+  c.send({ type: "auth", id: "a", token });
+  c.send({ type: "subscribe", id: "s", channel: "fast" });
+  c.send({ type: "ping", id: "p" });
+  assert.equal((await c.next((m) => m.id === "a")).type, "reply");
+  assert.equal((await c.next((m) => m.id === "s")).data.channel, "fast");
+  assert.equal((await c.next((m) => m.id === "p")).type, "pong");
+});
