@@ -160,6 +160,23 @@ async function collaborationFlow(stack: Stack): Promise<void> {
     await a[Symbol.asyncDispose]();
     await b[Symbol.asyncDispose]();
   }
+
+  // Refresh rotation through the real session service: a reused token ends the family.
+  const second = await call("POST", "/api/v1/auth/login", {
+    body: { username: DEV_USER.username, password: DEV_USER.password },
+  });
+  const rotated = await call("POST", "/api/v1/auth/refresh", {
+    body: { refresh_token: second.json.data.refresh_token },
+  });
+  assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+  const reused = await call("POST", "/api/v1/auth/refresh", {
+    body: { refresh_token: second.json.data.refresh_token },
+  });
+  assert.equal(reused.status, 401);
+  const family = await call("POST", "/api/v1/auth/refresh", {
+    body: { refresh_token: rotated.json.data.refresh_token },
+  });
+  assert.equal(family.status, 401, "the whole family is revoked");
 }
 
 Deno.test({
