@@ -251,6 +251,18 @@ Deno.test("a subscribe that fails transiently is retried with backoff; a missing
   await t.closeAll();
 });
 
+Deno.test("open() called twice for one document resolves both callers with the same handle", async () => {
+  const t = setup("x");
+  const alice = t.client("alice");
+  const first = alice.open(DOC);
+  const second = alice.open(DOC);
+  await t.server.run();
+  const [a1, a2] = await Promise.all([first, second]);
+  assert.equal(a1, a2);
+  assert.equal(textOf(a1), "x");
+  await t.closeAll();
+});
+
 Deno.test("a resubscribe resumes from the last seen version and receives exactly the missed ops", async () => {
   const t = setup();
   const alice = t.client("alice");

@@ -74,6 +74,7 @@ export class DocHandle {
   #retryTimer: unknown;
   #retries = 0;
   #loaded: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+  #loadedPromise: Promise<void> | undefined;
   #subscribeSeq = 0;
   /** Subscription (#subscribeSeq) during which the in-flight op was last sent. */
   #inflightEpoch = -1;
@@ -185,9 +186,10 @@ export class DocHandle {
   /** @internal resolves when first loaded */
   whenLoaded(): Promise<void> {
     if (this.#ot !== undefined) return Promise.resolve();
-    return new Promise((resolve, reject) => {
+    this.#loadedPromise ??= new Promise((resolve, reject) => {
       this.#loaded = { resolve, reject };
     });
+    return this.#loadedPromise;
   }
 
   /** @internal the socket is authenticated: (re)subscribe */
@@ -228,7 +230,7 @@ export class DocHandle {
     this.#link.request(message).then(
       (reply) => {
         if (seq !== this.#subscribeSeq || this.#phase !== "subscribing") return;
-        this.#onSubscribed(reply, resume, fresh);
+        this.#onSubscribed(reply, resume);
       },
       (error: RequestError) => {
         if (seq !== this.#subscribeSeq || this.#phase === "closed") return;
@@ -253,11 +255,12 @@ export class DocHandle {
         this.#phase = "idle";
         this.#loaded?.reject(error);
         this.#loaded = undefined;
+        this.#loadedPromise = undefined;
       },
     );
   }
 
-  #onSubscribed(reply: ServerMessage, resumed: boolean, fresh: boolean): void {
+  #onSubscribed(reply: ServerMessage, resumed: boolean): void {
     const data = reply.data as { version: number; replayed: number; document?: DocumentInfo };
     if (data.document !== undefined) {
       const doc = data.document;
@@ -271,8 +274,10 @@ export class DocHandle {
       } else {
         const dropped = this.#ot.reset(doc.version, doc.content, doc.conflict_strategy);
         this.events.emit("change", { op: [], source: "remote", version: doc.version });
-        if (fresh && this.#pendingRejection !== undefined) {
-          this.events.emit("rejected", { error: this.#pendingRejection, dropped });
+        if (this.#pendingRejection !== undefined || dropped.length > 0) {
+          const error = this.#pendingRejection ??
+            new Error("The document was reloaded from the server; local edits were dropped");
+          this.events.emit("rejected", { error, dropped });
         }
       }
       this.#pendingRejection = undefined;

@@ -1372,6 +1372,7 @@ var DocHandle = class {
   #retryTimer;
   #retries = 0;
   #loaded;
+  #loadedPromise;
   #subscribeSeq = 0;
   /** Subscription (#subscribeSeq) during which the in-flight op was last sent. */
   #inflightEpoch = -1;
@@ -1488,12 +1489,13 @@ var DocHandle = class {
   /** @internal resolves when first loaded */
   whenLoaded() {
     if (this.#ot !== void 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
+    this.#loadedPromise ??= new Promise((resolve, reject) => {
       this.#loaded = {
         resolve,
         reject
       };
     });
+    return this.#loadedPromise;
   }
   /** @internal the socket is authenticated: (re)subscribe */
   onOnline() {
@@ -1531,7 +1533,7 @@ var DocHandle = class {
     if (resume) message.from_version = this.#ot.version;
     this.#link.request(message).then((reply) => {
       if (seq !== this.#subscribeSeq || this.#phase !== "subscribing") return;
-      this.#onSubscribed(reply, resume, fresh);
+      this.#onSubscribed(reply, resume);
     }, (error) => {
       if (seq !== this.#subscribeSeq || this.#phase === "closed") return;
       if (error.status === "DISCONNECTED") return;
@@ -1556,9 +1558,10 @@ var DocHandle = class {
       this.#phase = "idle";
       this.#loaded?.reject(error);
       this.#loaded = void 0;
+      this.#loadedPromise = void 0;
     });
   }
-  #onSubscribed(reply, resumed, fresh) {
+  #onSubscribed(reply, resumed) {
     const data = reply.data;
     if (data.document !== void 0) {
       const doc = data.document;
@@ -1576,9 +1579,10 @@ var DocHandle = class {
           source: "remote",
           version: doc.version
         });
-        if (fresh && this.#pendingRejection !== void 0) {
+        if (this.#pendingRejection !== void 0 || dropped.length > 0) {
+          const error = this.#pendingRejection ?? new Error("The document was reloaded from the server; local edits were dropped");
           this.events.emit("rejected", {
-            error: this.#pendingRejection,
+            error,
             dropped
           });
         }
