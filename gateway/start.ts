@@ -54,6 +54,8 @@ export interface Stack extends AsyncDisposable {
   shutdown(): Promise<void>;
 }
 
+const SETSID = await Deno.stat("/usr/bin/setsid").then(() => "/usr/bin/setsid", () => undefined);
+
 /** The dev login created on first start. */
 export const DEV_USER = { username: "dev", password: "dev-password", role: "admin" } as const;
 
@@ -133,8 +135,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   async function start(name: ServiceName): Promise<void> {
     if (children.has(name)) return;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-net", "--unstable-kv", "--unstable-raw-imports", ENTRY[name]],
+    const denoArgs = [
+      "run",
+      "-A",
+      "--unstable-net",
+      "--unstable-kv",
+      "--unstable-raw-imports",
+      ENTRY[name],
+    ];
+    // In its own session (setsid) a child does not get the terminal's Ctrl-C: the launcher
+    // stops the gateway first, then the services, so in-flight ops still reach statesync.
+    const child = new Deno.Command(SETSID ?? Deno.execPath(), {
+      args: SETSID ? [Deno.execPath(), ...denoArgs] : denoArgs,
       env: { ...options.env, ...envFor(name, options) },
       stdin: "null",
       stdout: "piped",

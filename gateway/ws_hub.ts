@@ -218,6 +218,7 @@ export class WsHub {
   >();
   #pingTimer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
+  #drained: (() => void) | undefined;
   #stats = {
     messagesIn: 0,
     messagesOut: 0,
@@ -284,8 +285,18 @@ export class WsHub {
   }
 
   /** Close all sockets and streams. */
-  async close(): Promise<void> {
+  async close(options: { drainMs?: number } = {}): Promise<void> {
     this.#closing = true;
+    // Let ops already sent to statesync get their result and their ack out first.
+    if (this.#pendingOps.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#drained = resolve),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, options.drainMs ?? 2_000)),
+      ]);
+      clearTimeout(timer);
+      await new Promise<void>((resolve) => setTimeout(resolve, 0)); // acks are sent by now
+    }
     for (const conn of [...this.#conns]) {
       this.#close(conn, CloseCode.GOING_AWAY, "Server shutting down");
     }
@@ -816,6 +827,7 @@ export class WsHub {
         if (pending === undefined) return;
         this.#pendingOps.delete(result.requestId);
         pending.resolve(result);
+        if (this.#pendingOps.size === 0) this.#drained?.();
       },
       onError: fail,
       onEnd: () => fail(new AppError("UNAVAILABLE", "Operation stream ended")),
@@ -825,6 +837,7 @@ export class WsHub {
 
   async #submitOp(conn: Conn, message: Extract<ClientMessage, { type: "op" }>): Promise<void> {
     const user = conn.user!;
+    if (this.#closing) throw new AppError("UNAVAILABLE", "Gateway shutting down: resend later");
     const requestId = newId();
     const result = await new Promise<SubmitResult>((resolve, reject) => {
       this.#pendingOps.set(requestId, { resolve, reject });

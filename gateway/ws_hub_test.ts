@@ -458,3 +458,37 @@ Deno.test("ws: messages sent right after auth (without waiting) are handled in o
   assert.equal((await c.next((m) => m.id === "s")).data.channel, "fast");
   assert.equal((await c.next((m) => m.id === "p")).type, "pong");
 });
+
+Deno.test("ws: shutdown waits for ops already sent to statesync, acks them, then closes 1001", async () => {
+  const env = await setup();
+  const doc = await env.createDoc();
+  const original = env.backends.statesync.submitOperations.bind(env.backends.statesync);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  let received!: () => void;
+  const arrived = new Promise<void>((resolve) => received = resolve);
+  env.backends.statesync.submitOperations = (handlers) =>
+    original({
+      ...handlers,
+      onData: (result) => {
+        received();
+        held.then(() => handlers.onData(result));
+      },
+    });
+  const c = await env.client();
+  c.send({
+    type: "op",
+    id: "op-1",
+    document_id: doc,
+    base_version: 0,
+    components: textInsert(0, "x"),
+  });
+  await arrived;
+  const stopping = env.server.shutdown();
+  release();
+  const ack = await c.next((m) => m.id === "op-1");
+  assert.equal(ack.type, "ack");
+  assert.equal(ack.version, 1);
+  assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
+  await stopping;
+});
