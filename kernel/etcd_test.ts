@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { AppError } from "./errors.ts";
+import { connectEtcd, padNumber, prefixEnd } from "./etcd.ts";
+import { ETCD_BINARY, freePort, needs, startEtcd } from "./testing.ts";
+
+const tools = needs(ETCD_BINARY);
+
+Deno.test({
+  name: "connectEtcd() reaches a real etcd and writes under the prefix" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    await using server = await startEtcd();
+    const etcd = await connectEtcd({ endpoints: [server.endpoint], prefix: "/t/" });
+    try {
+      assert.equal(etcd.key("a", "b"), "/t/a/b");
+      await etcd.client.put(etcd.key("a")).value("1");
+      assert.equal(await etcd.client.get("/t/a").string(), "1");
+    } finally {
+      etcd.close();
+    }
+  },
+});
+
+Deno.test("connectEtcd() fails fast with UNAVAILABLE naming the endpoint when etcd is down", async () => {
+  const endpoint = `http://127.0.0.1:${freePort()}`;
+  await assert.rejects(connectEtcd({ endpoints: [endpoint], dialTimeoutMs: 300 }), (error) => {
+    assert.ok(error instanceof AppError);
+    assert.equal(error.status, "UNAVAILABLE");
+    assert.match(error.message, new RegExp(`etcd is unreachable at ${endpoint}`));
+    return true;
+  });
+});
+
+Deno.test("prefixEnd() and padNumber() give sortable range bounds", () => {
+  assert.equal(prefixEnd("/a/").toString(), "/a0");
+  assert.deepEqual([...prefixEnd(new Uint8Array([1, 0xff]))], [2]);
+  assert.equal(padNumber(42, 5), "00042");
+  assert.throws(() => padNumber(-1), RangeError);
+});
