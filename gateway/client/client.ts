@@ -92,6 +92,8 @@ export interface ClientOptions {
   refreshMarginMs?: number;
   /** Reconnect when nothing arrived for this long (the server pings; default 45 s). */
   idleTimeoutMs?: number;
+  /** Give up on a socket that is not open and authenticated after this long (default 10 s). */
+  connectTimeoutMs?: number;
   /** Network reachability (default: navigator.onLine and online/offline events when present). */
   online?: OnlineSource;
 }
@@ -120,6 +122,7 @@ export class AetherFlowClient {
   #requestTimeoutMs: number;
   #refreshMarginMs: number;
   #idleTimeoutMs: number;
+  #connectTimeoutMs: number;
   #onlineSource: OnlineSource | undefined;
   #offOnline: (() => void) | undefined;
   #status: ConnectionStatus = "idle";
@@ -149,6 +152,7 @@ export class AetherFlowClient {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
     this.#refreshMarginMs = options.refreshMarginMs ?? 60_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 45_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#onlineSource = options.online ?? browserOnlineSource();
     const isOnline = () => this.#authed;
     const sessionId = () => this.#sessionId;
@@ -201,8 +205,10 @@ export class AetherFlowClient {
    * Open (subscribe to) a document; resolves once its content is loaded. Works offline:
    * the promise waits for the connection.
    * @throws {RequestError} e.g. NOT_FOUND, PERMISSION_DENIED
+   * @throws {Error} after close()
    */
   async open(documentId: string): Promise<DocHandle> {
+    if (this.#status === "closed") throw new Error("Cannot open a document: the client is closed");
     let doc = this.#docs.get(documentId);
     if (doc === undefined) {
       doc = new DocHandle(documentId, this.#link);
@@ -300,9 +306,9 @@ export class AetherFlowClient {
       return;
     }
     this.#socket = socket;
+    this.#touch(this.#connectTimeoutMs); // a socket that never opens or authenticates
     socket.onopen = () => {
       if (this.#socket !== socket) return;
-      this.#touch();
       this.#request({ type: "auth", token }, socket).then(
         (reply) => this.#onAuthenticated(reply),
         () => {}, // the server closes the socket on a failed auth
@@ -322,6 +328,7 @@ export class AetherFlowClient {
     this.#sessionId = data.session_id;
     const first = !this.#authed;
     this.#authed = true;
+    this.#touch(); // from now on the idle timeout applies
     this.#scheduleRefresh(data.expires_at);
     this.events.emit("authenticated", {
       userId: data.user_id,
@@ -372,14 +379,15 @@ export class AetherFlowClient {
     }
   }
 
-  #touch(): void {
+  /** (Re)arm the dead-socket timer: `ms` without an incoming message closes the socket. */
+  #touch(ms = this.#authed ? this.#idleTimeoutMs : this.#connectTimeoutMs): void {
     this.#clock.clearTimeout(this.#idleTimer);
     const socket = this.#socket;
     this.#idleTimer = this.#clock.setTimeout(() => {
       if (this.#socket !== socket || socket === undefined) return;
-      socket.close(4000, "Idle timeout");
-      this.#onClose(socket, 4000, "Idle timeout");
-    }, this.#idleTimeoutMs);
+      socket.close(4000, "Connection timed out");
+      this.#onClose(socket, 4000, "Connection timed out");
+    }, ms);
   }
 
   #onMessage(raw: unknown): void {

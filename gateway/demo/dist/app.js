@@ -1797,6 +1797,7 @@ var AetherFlowClient = class {
   #requestTimeoutMs;
   #refreshMarginMs;
   #idleTimeoutMs;
+  #connectTimeoutMs;
   #onlineSource;
   #offOnline;
   #status = "idle";
@@ -1827,6 +1828,7 @@ var AetherFlowClient = class {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 15e3;
     this.#refreshMarginMs = options.refreshMarginMs ?? 6e4;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 45e3;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 1e4;
     this.#onlineSource = options.online ?? browserOnlineSource();
     const isOnline = () => this.#authed;
     const sessionId = () => this.#sessionId;
@@ -1873,8 +1875,10 @@ var AetherFlowClient = class {
    * Open (subscribe to) a document; resolves once its content is loaded. Works offline:
    * the promise waits for the connection.
    * @throws {RequestError} e.g. NOT_FOUND, PERMISSION_DENIED
+   * @throws {Error} after close()
    */
   async open(documentId) {
+    if (this.#status === "closed") throw new Error("Cannot open a document: the client is closed");
     let doc = this.#docs.get(documentId);
     if (doc === void 0) {
       doc = new DocHandle(documentId, this.#link);
@@ -1983,9 +1987,9 @@ var AetherFlowClient = class {
       return;
     }
     this.#socket = socket;
+    this.#touch(this.#connectTimeoutMs);
     socket.onopen = () => {
       if (this.#socket !== socket) return;
-      this.#touch();
       this.#request({
         type: "auth",
         token
@@ -2006,6 +2010,7 @@ var AetherFlowClient = class {
     this.#sessionId = data.session_id;
     const first = !this.#authed;
     this.#authed = true;
+    this.#touch();
     this.#scheduleRefresh(data.expires_at);
     this.events.emit("authenticated", {
       userId: data.user_id,
@@ -2057,14 +2062,15 @@ var AetherFlowClient = class {
       }
     }
   }
-  #touch() {
+  /** (Re)arm the dead-socket timer: `ms` without an incoming message closes the socket. */
+  #touch(ms = this.#authed ? this.#idleTimeoutMs : this.#connectTimeoutMs) {
     this.#clock.clearTimeout(this.#idleTimer);
     const socket = this.#socket;
     this.#idleTimer = this.#clock.setTimeout(() => {
       if (this.#socket !== socket || socket === void 0) return;
-      socket.close(4e3, "Idle timeout");
-      this.#onClose(socket, 4e3, "Idle timeout");
-    }, this.#idleTimeoutMs);
+      socket.close(4e3, "Connection timed out");
+      this.#onClose(socket, 4e3, "Connection timed out");
+    }, ms);
   }
   #onMessage(raw) {
     this.#touch();
