@@ -393,6 +393,11 @@ function colorFor(key: string): string {
   return COLORS[h % COLORS.length]!;
 }
 
+/** Another user's chosen color, if it is a plain hex color (it is their input). */
+function safeColor(color: unknown, session: string): string {
+  return typeof color === "string" && /^#[0-9a-f]{6}$/i.test(color) ? color : colorFor(session);
+}
+
 function selectionOf(presence: PresenceInfo): { start: number; end: number } | undefined {
   const s = (presence.state as { selection?: { start?: unknown; end?: unknown } } | null)
     ?.selection;
@@ -410,7 +415,7 @@ function renderPresence(): void {
   for (const [session, presence] of doc?.presence ?? []) {
     const li = document.createElement("li");
     const st = presence.state as { name?: string; color?: string } | null;
-    li.style.setProperty("--c", st?.color ?? colorFor(session));
+    li.style.setProperty("--c", safeColor(st?.color, session));
     const sel = selectionOf(presence);
     li.textContent = `${st?.name ?? presence.user_id.slice(0, 8)}` +
       (sel ? ` · at ${lineCol(textOf(doc!), sel.end)}` : "");
@@ -438,7 +443,7 @@ function renderOverlay(): void {
     const sel = selectionOf(presence);
     if (sel === undefined) continue;
     const st = presence.state as { name?: string; color?: string } | null;
-    const color = st?.color ?? colorFor(session);
+    const color = safeColor(st?.color, session);
     const name = st?.name ?? "";
     const start = Math.min(sel.start, text.length);
     const end = Math.min(sel.end, text.length);

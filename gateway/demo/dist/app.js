@@ -2679,6 +2679,9 @@ function colorFor(key) {
   for (let i = 0; i < key.length; i++) h = h * 31 + key.charCodeAt(i) >>> 0;
   return COLORS[h % COLORS.length];
 }
+function safeColor(color, session) {
+  return typeof color === "string" && /^#[0-9a-f]{6}$/i.test(color) ? color : colorFor(session);
+}
 function selectionOf(presence) {
   const s = presence.state?.selection;
   if (typeof s?.start !== "number" || typeof s.end !== "number") return void 0;
@@ -2697,7 +2700,7 @@ function renderPresence() {
   for (const [session, presence] of doc?.presence ?? []) {
     const li = document.createElement("li");
     const st = presence.state;
-    li.style.setProperty("--c", st?.color ?? colorFor(session));
+    li.style.setProperty("--c", safeColor(st?.color, session));
     const sel = selectionOf(presence);
     li.textContent = `${st?.name ?? presence.user_id.slice(0, 8)}` + (sel ? ` \xB7 at ${lineCol(textOf(doc), sel.end)}` : "");
     li.dataset.session = session;
@@ -2720,7 +2723,7 @@ function renderOverlay() {
     const sel = selectionOf(presence);
     if (sel === void 0) continue;
     const st = presence.state;
-    const color = st?.color ?? colorFor(session);
+    const color = safeColor(st?.color, session);
     const name = st?.name ?? "";
     const start = Math.min(sel.start, text.length);
     const end = Math.min(sel.end, text.length);
