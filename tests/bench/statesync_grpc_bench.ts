@@ -32,6 +32,7 @@ const QUICK = Deno.args.includes("--quick");
 const DOCS = 100;
 const STREAM_OPS = QUICK ? 5_000 : 20_000;
 const UNARY_OPS = QUICK ? 1_000 : 4_000;
+const WARM_UP = QUICK ? 2_000 : 10_000;
 
 interface Result {
   label: string;
@@ -171,6 +172,80 @@ async function submitLoad(
     latencies,
     errors,
   };
+}
+
+/**
+ * Open loop: ops issued on a fixed schedule (`rate` per second for `seconds`, spread over
+ * `streams` SubmitOperations streams) without waiting for answers, so latency is measured at
+ * that rate rather than at saturation. Reports the achieved rate.
+ */
+async function rateLoad(
+  label: string,
+  client: pb.StateSyncServiceClient,
+  docs: string[],
+  options: { rate: number; seconds: number; streams: number },
+): Promise<Result> {
+  const total = Math.round(options.rate * options.seconds);
+  const latencies = new Float64Array(total);
+  const known = new Map(docs.map((id) => [id, 0]));
+  const sentAt = new Float64Array(total);
+  let answered = 0;
+  let errors = 0;
+  let issued = 0;
+  const streams = Array.from({ length: options.streams }, () => {
+    const stream: ClientDuplexStream<pb.SubmitRequest, pb.SubmitResult> = client
+      .submitOperations();
+    stream.on("data", (result: pb.SubmitResult) => {
+      const i = Number(result.requestId);
+      latencies[i] = performance.now() - sentAt[i]!;
+      answered++;
+      if (result.outcome?.$case === "applied") {
+        const op = result.outcome.value.operation!;
+        if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
+      } else {
+        errors++;
+      }
+    });
+    return stream;
+  });
+  const ended = streams.map((stream) =>
+    new Promise<void>((resolve, reject) => {
+      stream.on("end", resolve);
+      stream.on("error", reject);
+    })
+  );
+  const started = performance.now();
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.min(total, Math.floor((performance.now() - started) / 1000 * options.rate));
+      while (issued < due) {
+        const i = issued++;
+        const documentId = docs[i % docs.length]!;
+        sentAt[i] = performance.now();
+        streams[i % streams.length]!.write({
+          requestId: String(i),
+          apply: {
+            actorId: "bench",
+            operation: pb.Operation.fromPartial({
+              documentId,
+              baseVersion: known.get(documentId) ?? 0,
+              sessionId: "bench-open",
+              clientOpId: String(i),
+              components: insert,
+            }),
+          },
+        });
+      }
+      if (issued >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 5);
+  });
+  for (const stream of streams) stream.end();
+  await Promise.all(ended);
+  const seconds = (performance.now() - started) / 1000;
+  return { label, ops: answered, seconds, latencies, errors };
 }
 
 /** `total` ops in SubmitOperationBatches messages of `batch` ops, `inFlight` batches outstanding. */
@@ -313,7 +388,7 @@ async function scenarios(
   try {
     const docs = await createDocs(client);
     // Warm-up (JIT, KV file, documents loaded).
-    await submitLoad("warm-up", client, docs, { total: 2000, streams: 1, inFlight: 256 });
+    await submitLoad("warm-up", client, docs, { total: WARM_UP, streams: 1, inFlight: 256 });
     const rows: string[] = [];
     const plans = all
       ? [{ streams: 1, inFlight: 256 }, { streams: 1, inFlight: 1024 }, {
@@ -335,6 +410,11 @@ async function scenarios(
       rows.push(row(await measured(pid, () => batchLoad(label, client, docs, options))));
     }
     if (all) {
+      for (const rate of [5_000, 10_000]) {
+        const label = `${where}: SubmitOperations open loop at ${rate} ops/s, 4 streams`;
+        const options = { rate, seconds: QUICK ? 1 : 2, streams: 4 };
+        rows.push(row(await measured(pid, () => rateLoad(label, client, docs, options))));
+      }
       const label = `${where}: unary ApplyOperation, 32 in flight`;
       rows.push(row(await measured(pid, () => unaryLoad(label, client, docs, UNARY_OPS, 32))));
     }
@@ -400,7 +480,7 @@ try {
   try {
     const client = new pb.StateSyncServiceClient(service.address, credentials.createInsecure());
     const docs = await createDocs(client);
-    await submitLoad("warm-up", client, docs, { total: 2000, streams: 1, inFlight: 256 });
+    await submitLoad("warm-up", client, docs, { total: WARM_UP, streams: 1, inFlight: 256 });
     const label = "1 process (client + server), kv: SubmitOperations, 1 stream x 1024 in flight";
     const options = { total: STREAM_OPS, streams: 1, inFlight: 1024 };
     rows.push(row(await measured(Deno.pid, () => submitLoad(label, client, docs, options))));
