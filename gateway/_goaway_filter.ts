@@ -69,24 +69,12 @@ export function startGoawayFilter(
     })().catch(() => {}).finally(closeBoth);
     const down = (async () => {
       const buffer = new Uint8Array(64 * 1024);
-      let pending: Uint8Array = new Uint8Array(0);
+      const parser = new GoawayStripper(() => dropped++);
       while (true) {
         const n = await upstream.read(buffer);
         if (n === null) break;
-        pending = concat(pending, buffer.subarray(0, n));
-        let offset = 0;
-        const out: Uint8Array[] = [];
-        while (pending.length - offset >= FRAME_HEADER) {
-          const length = (pending[offset]! << 16) | (pending[offset + 1]! << 8) |
-            pending[offset + 2]!;
-          const end = offset + FRAME_HEADER + length;
-          if (end > pending.length) break;
-          if (pending[offset + 3] === GOAWAY) dropped++;
-          else out.push(pending.subarray(offset, end));
-          offset = end;
-        }
-        for (const frame of out) await writeAll(client, frame);
-        pending = pending.slice(offset);
+        const out = parser.push(buffer.subarray(0, n));
+        if (out.length > 0) await writeAll(client, out);
       }
     })().catch(() => {}).finally(closeBoth);
     await Promise.all([up, down]);
@@ -131,10 +119,80 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b.slice();
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+/**
+ * Streaming HTTP/2 frame filter (server → client direction: frames only, no preface).
+ * Passes bytes through untouched except whole GOAWAY frames; in the common case a chunk
+ * comes back as-is (no copy).
+ */
+export class GoawayStripper {
+  #header = new Uint8Array(FRAME_HEADER);
+  #headerFill = 0;
+  /** Payload bytes left of the current frame. */
+  #left = 0;
+  /** The current frame is a GOAWAY being dropped. */
+  #dropping = false;
+  #onDrop: () => void;
+
+  constructor(onDrop: () => void = () => {}) {
+    this.#onDrop = onDrop;
+  }
+
+  /** Feed received bytes; returns the bytes to forward. */
+  push(chunk: Uint8Array): Uint8Array {
+    const keep: Array<[number, number]> = []; // [start, end) ranges of `chunk` to forward
+    const parts: Uint8Array[] = []; // completed headers held back from earlier chunks
+    let i = 0;
+    const forward = (from: number, to: number) => {
+      const last = keep.at(-1);
+      if (last && last[1] === from) last[1] = to;
+      else keep.push([from, to]);
+    };
+    while (i < chunk.length) {
+      if (this.#left > 0) {
+        const take = Math.min(this.#left, chunk.length - i);
+        if (!this.#dropping) forward(i, i + take);
+        this.#left -= take;
+        i += take;
+        continue;
+      }
+      // Collect a 9-byte frame header (it may span chunks).
+      const take = Math.min(FRAME_HEADER - this.#headerFill, chunk.length - i);
+      const headerStart = i;
+      this.#header.set(chunk.subarray(i, i + take), this.#headerFill);
+      this.#headerFill += take;
+      i += take;
+      if (this.#headerFill < FRAME_HEADER) break; // rest of the header comes later
+      this.#headerFill = 0;
+      const h = this.#header;
+      this.#left = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
+      this.#dropping = h[3] === GOAWAY;
+      if (this.#dropping) {
+        this.#onDrop();
+      } else if (i - headerStart === FRAME_HEADER) {
+        forward(headerStart, i); // header wholly inside this chunk
+      } else {
+        // Header started in an earlier chunk: emit it whole from the copy.
+        if (keep.length > 0) {
+          for (const [a, b] of keep) parts.push(chunk.slice(a, b));
+          keep.length = 0;
+        }
+        parts.push(h.slice());
+      }
+    }
+    if (
+      parts.length === 0 && keep.length === 1 && keep[0]![0] === 0 &&
+      keep[0]![1] === chunk.length
+    ) {
+      return chunk;
+    }
+    for (const [a, b] of keep) parts.push(chunk.subarray(a, b));
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    const out = new Uint8Array(total);
+    let offset = 0;
+    for (const p of parts) {
+      out.set(p, offset);
+      offset += p.length;
+    }
+    return out;
+  }
 }
