@@ -243,9 +243,14 @@ async function openDoc(id: string): Promise<void> {
   ui.empty.hidden = true;
   ui.editor.hidden = false;
   ui.docName.textContent = doc.info?.name ?? id;
-  if (typeof (doc.content as { text?: unknown } | null)?.text !== "string") {
-    // Not a text document yet: give it a text field so it can be edited here.
+  const content = doc.content;
+  const isObject = typeof content === "object" && content !== null && !Array.isArray(content);
+  if (isObject && typeof (content as { text?: unknown }).text !== "string") {
+    // An object without a text field yet: give it one so it can be edited here.
     doc.submit([{ path: TEXT_PATH, action: { type: "set", value: "" } }]);
+  } else if (!isObject) {
+    ui.docError.textContent = "This document's content is not an object with a text field: " +
+      "it is shown read-only.";
   }
   state.shadow = textOf(doc);
   ui.text.value = state.shadow;
@@ -275,6 +280,10 @@ async function openDoc(id: string): Promise<void> {
   );
   void loadHistory(doc);
   sendPresence();
+}
+
+function isTextDocument(doc: DocHandle | undefined): boolean {
+  return typeof (doc?.content as { text?: unknown } | null)?.text === "string";
 }
 
 function textOf(doc: DocHandle): string {
@@ -525,7 +534,7 @@ function renderLocks(): void {
   ui.lock.textContent = mine ? "Unlock" : "Lock";
   ui.lock.setAttribute("aria-pressed", String(mine));
   ui.lock.disabled = other !== undefined;
-  ui.text.readOnly = other !== undefined;
+  ui.text.readOnly = other !== undefined || !isTextDocument(doc);
   ui.lockNote.hidden = !mine && other === undefined;
   ui.lockNote.textContent = mine
     ? "You hold the lock: others cannot edit."

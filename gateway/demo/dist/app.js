@@ -2541,7 +2541,9 @@ async function openDoc(id) {
   ui.empty.hidden = true;
   ui.editor.hidden = false;
   ui.docName.textContent = doc.info?.name ?? id;
-  if (typeof doc.content?.text !== "string") {
+  const content = doc.content;
+  const isObject2 = typeof content === "object" && content !== null && !Array.isArray(content);
+  if (isObject2 && typeof content.text !== "string") {
     doc.submit([
       {
         path: TEXT_PATH,
@@ -2551,6 +2553,8 @@ async function openDoc(id) {
         }
       }
     ]);
+  } else if (!isObject2) {
+    ui.docError.textContent = "This document's content is not an object with a text field: it is shown read-only.";
   }
   state.shadow = textOf(doc);
   ui.text.value = state.shadow;
@@ -2572,6 +2576,9 @@ async function openDoc(id) {
   }));
   void loadHistory(doc);
   sendPresence();
+}
+function isTextDocument(doc) {
+  return typeof doc?.content?.text === "string";
 }
 function textOf(doc) {
   const text = doc.content?.text;
@@ -2822,7 +2829,7 @@ function renderLocks() {
   ui.lock.textContent = mine ? "Unlock" : "Lock";
   ui.lock.setAttribute("aria-pressed", String(mine));
   ui.lock.disabled = other !== void 0;
-  ui.text.readOnly = other !== void 0;
+  ui.text.readOnly = other !== void 0 || !isTextDocument(doc);
   ui.lockNote.hidden = !mine && other === void 0;
   ui.lockNote.textContent = mine ? "You hold the lock: others cannot edit." : other !== void 0 ? `Locked by ${other}: read only.` : "";
 }
