@@ -323,7 +323,6 @@ export class Connection implements QuantumConnection {
   #ackDeadline = Infinity;
   #firstUnackedAt = 0;
   #lastAdvertised = 0;
-  #highestPeerSeqField = 0;
   #lastRecvTime: number;
 
   #timer: Timer | null = null;
@@ -575,12 +574,12 @@ export class Connection implements QuantumConnection {
     } else if (flags & FLAG.PSH) {
       this.#ackImmediate = true; // ping / keepalive / window probe
     }
-    if (packet.seq > this.#highestPeerSeqField) {
-      this.#highestPeerSeqField = packet.seq;
-      advanced = true;
-    }
     this.#lastRecvTime = now;
-    if (advanced && !sameAddr(from, this.#remoteAddr)) {
+    // Migration: follow the address of any packet that passed validation, unless it carries
+    // an ACK older than one already processed (a straggler from the old path). Retransmitted
+    // data must count too: after a rebind the sender may only have duplicates to send.
+    const stale = (flags & FLAG.ACK) !== 0 && packet.ack < this.#sndUna && !advanced;
+    if (!stale && !sameAddr(from, this.#remoteAddr)) {
       this.#remoteAddr = { ...from };
       this.#stats.migrations++;
       this.#ackImmediate = true;

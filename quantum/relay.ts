@@ -28,6 +28,8 @@ export interface RelayOptions {
   impairments?: Impairments;
   /** Override for the server → client direction. */
   downstreamImpairments?: Impairments;
+  /** Called after each datagram was processed (for tests and tools that count). */
+  onDatagram?: (direction: "upstream" | "downstream") => void;
 }
 
 /** Relay counters. */
@@ -117,6 +119,7 @@ export function startRelay(options: RelayOptions): Relay {
           return; // closed
         }
         forward(down, data, (bytes) => safeSend(front, bytes, entry.addr));
+        options.onDatagram?.("downstream");
       }
     })();
     return entry;
@@ -145,6 +148,7 @@ export function startRelay(options: RelayOptions): Relay {
         const current = clients.get(key);
         if (current) safeSend(current.upstream, bytes, target);
       });
+      options.onDatagram?.("upstream");
     }
   })();
 
