@@ -205,10 +205,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 }
 
-/** True when quantum/mod.ts provides the gRPC tunnel. */
+/**
+ * True when quantum/mod.ts provides both halves of gRPC over Quantum: the client tunnel
+ * (`startQuantumTunnel`, used by the gateway) and the server side (`listen` +
+ * `serveGrpcOverQuantum`, used by the services).
+ */
 export async function quantumAvailable(): Promise<boolean> {
   const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
-  return typeof quantum.startQuantumTunnel === "function";
+  return ["startQuantumTunnel", "serveGrpcOverQuantum", "listen"].every((name) =>
+    typeof quantum[name] === "function"
+  );
 }
 
 if (import.meta.main) {
@@ -236,6 +242,10 @@ if (import.meta.main) {
     hostname: "0.0.0.0",
   });
   const base = `http://localhost:${values.port}`;
+  const health = await fetch(`${stack.gatewayUrl}/health`).then((r) => r.json(), () => null);
+  if (health?.data?.status !== "ok") {
+    console.error(`Warning: a backend is not healthy yet: ${JSON.stringify(health?.data)}`);
+  }
   console.log(`
 AetherFlow is running (gateway → services over ${transport === "quantum" ? "Quantum" : "TCP"}).
   REST API     ${base}/api/v1   (OpenAPI: ${base}/api/v1/openapi.json)
