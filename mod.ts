@@ -4,3 +4,4 @@
  * @module
  */
 export * from "./kernel/mod.ts";
+export * from "./quantum/mod.ts";
