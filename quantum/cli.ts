@@ -52,6 +52,14 @@ async function counting(
   return bytes;
 }
 
+/** `write` may write part of a chunk (pipes): loop until all of it is out. */
+async function writeFully(
+  target: { write(p: Uint8Array): Promise<number> },
+  chunk: Uint8Array,
+): Promise<void> {
+  for (let offset = 0; offset < chunk.length;) offset += await target.write(chunk.subarray(offset));
+}
+
 async function runListen(flags: Map<string, string | true>): Promise<void> {
   const port = Number(flags.get("port") ?? 9000);
   const hostname = String(flags.get("host") ?? "0.0.0.0");
@@ -67,7 +75,7 @@ async function runListen(flags: Map<string, string | true>): Promise<void> {
     const bytes = await counting(
       conn.readable,
       new WritableStream({
-        write: (chunk) => Deno.stdout.write(chunk).then(() => {}),
+        write: (chunk) => writeFully(Deno.stdout, chunk),
       }),
     );
     await conn.close();
