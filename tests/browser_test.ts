@@ -25,6 +25,11 @@ import {
 } from "./_browser.ts";
 
 const tools = needs(CHROMIUM);
+
+/** The part of a textarea read in the page. */
+interface Caret {
+  selectionEnd: number;
+}
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
 
 /** The server's text of a document, read over REST with the page's own token. */
@@ -91,9 +96,19 @@ Deno.test({
         // Each sees the other's caret and name.
         await a.waitForSelector("#presence li[data-session]", { timeout: 30_000 });
         await b.waitForSelector("#presence li[data-session]", { timeout: 30_000 });
-        // Their carets are drawn in the editor, and the history lists the ops.
-        await a.waitForSelector(".overlay .caret", { timeout: 30_000 });
-        await b.waitForSelector(".overlay .caret", { timeout: 30_000 });
+        // Each one's caret is drawn where it really is in the other's editor.
+        const caretOf = (page: Page) =>
+          page.$eval("#text", (t) => (t as unknown as Caret).selectionEnd);
+        const [caretA, caretB] = [await caretOf(a), await caretOf(b)];
+        assert.deepEqual([caretA, caretB], [4, text.length]);
+        await a.waitForSelector(`.overlay .caret[data-at="${caretB}"]`, {
+          state: "attached",
+          timeout: 30_000,
+        });
+        await b.waitForSelector(`.overlay .caret[data-at="${caretA}"]`, {
+          state: "attached",
+          timeout: 30_000,
+        });
         await b.waitForSelector("#history li", { timeout: 30_000 });
         await Deno.mkdir(ARTIFACTS, { recursive: true });
         await a.screenshot({ path: new URL("browser-two-users-a.png", ARTIFACTS).pathname });

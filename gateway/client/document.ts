@@ -105,6 +105,14 @@ export class DocHandle {
     return this.#ot?.unacknowledged ?? 0;
   }
 
+  /**
+   * Our edits the server has not acknowledged yet, in order (for mapping positions that
+   * others report in server coordinates into the local view).
+   */
+  get localOp(): Op {
+    return this.#ot?.unacknowledgedOp ?? [];
+  }
+
   /** True while subscribed and caught up. */
   get live(): boolean {
     return this.#phase === "live";

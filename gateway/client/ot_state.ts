@@ -98,6 +98,11 @@ export class OtState {
     return this.#pending;
   }
 
+  /** Our not yet acknowledged edits, in order (in flight, then pending), in local coordinates. */
+  get unacknowledgedOp(): Op {
+    return [...(this.#inflight?.op ?? []), ...this.#pending];
+  }
+
   /** Components not yet acknowledged (in flight + pending). */
   get unacknowledged(): number {
     return (this.#inflight?.op.length ?? 0) + this.#pending.length;

@@ -13,6 +13,7 @@ import {
   type Op,
   type PresenceInfo,
   RestAuth,
+  type Selection,
   type ServerMessage,
   textEditOp,
   transformSelection,
@@ -255,15 +256,21 @@ async function openDoc(id: string): Promise<void> {
   state.shadow = textOf(doc);
   ui.text.value = state.shadow;
   state.history = [];
+  carets.clear();
+  opLog.length = 0;
   renderVersion();
   renderPresence();
   renderLocks();
   state.offs.push(
-    doc.events.on("change", ({ op, source, author }) => {
-      if (source === "remote") applyRemote(op, author);
+    doc.events.on("change", ({ op, source, author, version }) => {
+      if (source === "remote") applyRemote(op, author, version);
+      else moveCarets(op, undefined, undefined);
       renderVersion();
     }),
-    doc.events.on("ack", renderVersion),
+    doc.events.on("ack", () => {
+      renderVersion();
+      if (doc.queued === 0 && presenceDue) sendPresence();
+    }),
     doc.events.on("synced", () => {
       syncTextarea();
       renderVersion();
@@ -272,7 +279,10 @@ async function openDoc(id: string): Promise<void> {
       ui.docError.textContent = `Edit refused (${error.message}); reloaded the document.`;
       syncTextarea();
     }),
-    doc.events.on("presence", renderPresence),
+    doc.events.on("presence", () => {
+      syncCarets();
+      renderPresence();
+    }),
     doc.events.on("locks", renderLocks),
     doc.events.on("event", (message) => {
       if (message.event === "operation_applied") addHistory(message);
@@ -328,7 +338,7 @@ function onInput(): void {
  * A remote op arrived (already transformed into our local view): keep our caret in place,
  * move others' carets with it (the author's own caret moves past their insert).
  */
-function applyRemote(op: Op, author: string | undefined): void {
+function applyRemote(op: Op, author: string | undefined, version: number): void {
   const doc = state.doc;
   if (doc === undefined) return;
   const text = textOf(doc);
@@ -344,18 +354,11 @@ function applyRemote(op: Op, author: string | undefined): void {
   state.shadow = text;
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
-  // Others' cursors move with the text too.
-  for (const [session, presence] of doc.presence) {
-    const s = selectionOf(presence);
-    if (s !== undefined) {
-      const moved = transformSelection(s, op, TEXT_PATH, {
-        length: text.length,
-        pushedByInsertAt: session === author,
-      });
-      (presence.state as { selection: unknown }).selection = moved;
-    }
+  if (op.length > 0) {
+    opLog.push({ version, op, author });
+    if (opLog.length > OP_LOG_LIMIT) opLog.shift();
   }
-  renderOverlay();
+  moveCarets(op, author, version);
 }
 
 /** Reset the textarea to the document (after a resync or a rejected op). */
@@ -380,18 +383,92 @@ function renderVersion(): void {
 
 // ---- presence ----
 
+/** Others' carets in our local coordinates, by session. */
+interface Caret {
+  selection: Selection;
+  /** Server version the caret already accounts for. */
+  version: number;
+  /** `updated_at` of the presence record it came from. */
+  updatedAt: number;
+}
+const carets = new Map<string, Caret>();
+/** Recent remote ops (local coordinates), to bring late presence up to date. */
+const opLog: Array<{ version: number; op: Op; author: string | undefined }> = [];
+const OP_LOG_LIMIT = 200;
+
+/** Move carets through an op: a remote one at `version` (by `author`), or a local one. */
+function moveCarets(op: Op, author: string | undefined, version: number | undefined): void {
+  const length = textOf(state.doc!).length;
+  for (const [session, caret] of carets) {
+    if (version !== undefined && caret.version >= version) continue;
+    caret.selection = transformSelection(caret.selection, op, TEXT_PATH, {
+      length,
+      pushedByInsertAt: author !== undefined && session === author,
+    });
+    if (version !== undefined) caret.version = version;
+  }
+  renderPresence();
+}
+
+/**
+ * Take new presence records: each selection is in server coordinates at the version the
+ * sender reported; replay the ops we saw since then and our own unacknowledged edits.
+ */
+function syncCarets(): void {
+  const doc = state.doc;
+  if (doc === undefined) return;
+  for (const session of carets.keys()) if (!doc.presence.has(session)) carets.delete(session);
+  for (const [session, presence] of doc.presence) {
+    const selection = selectionOf(presence);
+    if (selection === undefined) {
+      carets.delete(session);
+      continue;
+    }
+    if (carets.get(session)?.updatedAt === presence.updated_at) continue;
+    const reported = (presence.state as { version?: unknown } | null)?.version;
+    const at = typeof reported === "number" ? reported : doc.version;
+    let moved = selection;
+    for (const entry of opLog) {
+      if (entry.version <= at) continue;
+      moved = transformSelection(moved, entry.op, TEXT_PATH, {
+        pushedByInsertAt: entry.author === session,
+      });
+    }
+    moved = transformSelection(moved, doc.localOp, TEXT_PATH, {
+      length: textOf(doc).length,
+    });
+    carets.set(session, {
+      selection: moved,
+      version: Math.max(at, doc.version),
+      updatedAt: presence.updated_at,
+    });
+  }
+}
+
+/** True when the caret moved while edits were unacknowledged (sent once they are). */
+let presenceDue = false;
 let presenceQueued = false;
+/**
+ * Publish my caret in server coordinates: only when all my edits are acknowledged (then the
+ * local view is exactly the server version); otherwise after the next ack.
+ */
 function sendPresence(): void {
   if (presenceQueued) return;
   presenceQueued = true;
-  browser.requestAnimationFrame(() => {
+  queueMicrotask(() => {
     presenceQueued = false;
     const doc = state.doc;
     if (doc === undefined) return;
+    if (doc.queued > 0) {
+      presenceDue = true;
+      return;
+    }
+    presenceDue = false;
     doc.setPresence({
       name: state.auth.user?.username ?? "someone",
       color: colorFor(state.client?.sessionId ?? ""),
       selection: { start: ui.text.selectionStart, end: ui.text.selectionEnd },
+      version: doc.version,
     });
   });
 }
@@ -425,7 +502,7 @@ function renderPresence(): void {
     const li = document.createElement("li");
     const st = presence.state as { name?: string; color?: string } | null;
     li.style.setProperty("--c", safeColor(st?.color, session));
-    const sel = selectionOf(presence);
+    const sel = carets.get(session)?.selection;
     li.textContent = `${st?.name ?? presence.user_id.slice(0, 8)}` +
       (sel ? ` · at ${lineCol(textOf(doc!), sel.end)}` : "");
     li.dataset.session = session;
@@ -449,7 +526,7 @@ function renderOverlay(): void {
   const marks: Array<{ at: number; kind: "start" | "end" | "caret"; color: string; name: string }> =
     [];
   for (const [session, presence] of doc.presence) {
-    const sel = selectionOf(presence);
+    const sel = carets.get(session)?.selection;
     if (sel === undefined) continue;
     const st = presence.state as { name?: string; color?: string } | null;
     const color = safeColor(st?.color, session);
@@ -485,6 +562,7 @@ function renderOverlay(): void {
       caret.className = "caret";
       caret.style.setProperty("--c", mark.color);
       caret.dataset.name = mark.name;
+      caret.dataset.at = String(mark.at);
       nodes.push(caret);
     }
   }

@@ -1042,6 +1042,13 @@ var OtState = class {
   get pending() {
     return this.#pending;
   }
+  /** Our not yet acknowledged edits, in order (in flight, then pending), in local coordinates. */
+  get unacknowledgedOp() {
+    return [
+      ...this.#inflight?.op ?? [],
+      ...this.#pending
+    ];
+  }
   /** Components not yet acknowledged (in flight + pending). */
   get unacknowledged() {
     return (this.#inflight?.op.length ?? 0) + this.#pending.length;
@@ -1396,6 +1403,13 @@ var DocHandle = class {
   /** Components not yet acknowledged by the server (in flight + queued). */
   get queued() {
     return this.#ot?.unacknowledged ?? 0;
+  }
+  /**
+   * Our edits the server has not acknowledged yet, in order (for mapping positions that
+   * others report in server coordinates into the local view).
+   */
+  get localOp() {
+    return this.#ot?.unacknowledgedOp ?? [];
   }
   /** True while subscribed and caught up. */
   get live() {
@@ -2559,19 +2573,28 @@ async function openDoc(id) {
   state.shadow = textOf(doc);
   ui.text.value = state.shadow;
   state.history = [];
+  carets.clear();
+  opLog.length = 0;
   renderVersion();
   renderPresence();
   renderLocks();
-  state.offs.push(doc.events.on("change", ({ op, source, author }) => {
-    if (source === "remote") applyRemote(op, author);
+  state.offs.push(doc.events.on("change", ({ op, source, author, version }) => {
+    if (source === "remote") applyRemote(op, author, version);
+    else moveCarets(op, void 0, void 0);
     renderVersion();
-  }), doc.events.on("ack", renderVersion), doc.events.on("synced", () => {
+  }), doc.events.on("ack", () => {
+    renderVersion();
+    if (doc.queued === 0 && presenceDue) sendPresence();
+  }), doc.events.on("synced", () => {
     syncTextarea();
     renderVersion();
   }), doc.events.on("rejected", ({ error }) => {
     ui.docError.textContent = `Edit refused (${error.message}); reloaded the document.`;
     syncTextarea();
-  }), doc.events.on("presence", renderPresence), doc.events.on("locks", renderLocks), doc.events.on("event", (message) => {
+  }), doc.events.on("presence", () => {
+    syncCarets();
+    renderPresence();
+  }), doc.events.on("locks", renderLocks), doc.events.on("event", (message) => {
     if (message.event === "operation_applied") addHistory(message);
   }));
   void loadHistory(doc);
@@ -2618,7 +2641,7 @@ function onInput() {
   sendPresence();
   renderStatus(state.client?.status ?? "idle");
 }
-function applyRemote(op, author) {
+function applyRemote(op, author, version) {
   const doc = state.doc;
   if (doc === void 0) return;
   const text = textOf(doc);
@@ -2634,17 +2657,15 @@ function applyRemote(op, author) {
   state.shadow = text;
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
-  for (const [session, presence] of doc.presence) {
-    const s = selectionOf(presence);
-    if (s !== void 0) {
-      const moved = transformSelection(s, op, TEXT_PATH, {
-        length: text.length,
-        pushedByInsertAt: session === author
-      });
-      presence.state.selection = moved;
-    }
+  if (op.length > 0) {
+    opLog.push({
+      version,
+      op,
+      author
+    });
+    if (opLog.length > OP_LOG_LIMIT) opLog.shift();
   }
-  renderOverlay();
+  moveCarets(op, author, version);
 }
 function syncTextarea() {
   const doc = state.doc;
@@ -2663,21 +2684,73 @@ function renderVersion() {
   ui.version.textContent = String(doc?.version ?? 0);
   renderStatus(state.client?.status ?? "idle");
 }
+var carets = /* @__PURE__ */ new Map();
+var opLog = [];
+var OP_LOG_LIMIT = 200;
+function moveCarets(op, author, version) {
+  const length = textOf(state.doc).length;
+  for (const [session, caret] of carets) {
+    if (version !== void 0 && caret.version >= version) continue;
+    caret.selection = transformSelection(caret.selection, op, TEXT_PATH, {
+      length,
+      pushedByInsertAt: author !== void 0 && session === author
+    });
+    if (version !== void 0) caret.version = version;
+  }
+  renderPresence();
+}
+function syncCarets() {
+  const doc = state.doc;
+  if (doc === void 0) return;
+  for (const session of carets.keys()) if (!doc.presence.has(session)) carets.delete(session);
+  for (const [session, presence] of doc.presence) {
+    const selection = selectionOf(presence);
+    if (selection === void 0) {
+      carets.delete(session);
+      continue;
+    }
+    if (carets.get(session)?.updatedAt === presence.updated_at) continue;
+    const reported = presence.state?.version;
+    const at2 = typeof reported === "number" ? reported : doc.version;
+    let moved = selection;
+    for (const entry of opLog) {
+      if (entry.version <= at2) continue;
+      moved = transformSelection(moved, entry.op, TEXT_PATH, {
+        pushedByInsertAt: entry.author === session
+      });
+    }
+    moved = transformSelection(moved, doc.localOp, TEXT_PATH, {
+      length: textOf(doc).length
+    });
+    carets.set(session, {
+      selection: moved,
+      version: Math.max(at2, doc.version),
+      updatedAt: presence.updated_at
+    });
+  }
+}
+var presenceDue = false;
 var presenceQueued = false;
 function sendPresence() {
   if (presenceQueued) return;
   presenceQueued = true;
-  browser.requestAnimationFrame(() => {
+  queueMicrotask(() => {
     presenceQueued = false;
     const doc = state.doc;
     if (doc === void 0) return;
+    if (doc.queued > 0) {
+      presenceDue = true;
+      return;
+    }
+    presenceDue = false;
     doc.setPresence({
       name: state.auth.user?.username ?? "someone",
       color: colorFor(state.client?.sessionId ?? ""),
       selection: {
         start: ui.text.selectionStart,
         end: ui.text.selectionEnd
-      }
+      },
+      version: doc.version
     });
   });
 }
@@ -2708,7 +2781,7 @@ function renderPresence() {
     const li = document.createElement("li");
     const st = presence.state;
     li.style.setProperty("--c", safeColor(st?.color, session));
-    const sel = selectionOf(presence);
+    const sel = carets.get(session)?.selection;
     li.textContent = `${st?.name ?? presence.user_id.slice(0, 8)}` + (sel ? ` \xB7 at ${lineCol(textOf(doc), sel.end)}` : "");
     li.dataset.session = session;
     items.push(li);
@@ -2727,7 +2800,7 @@ function renderOverlay() {
   const text = ui.text.value;
   const marks = [];
   for (const [session, presence] of doc.presence) {
-    const sel = selectionOf(presence);
+    const sel = carets.get(session)?.selection;
     if (sel === void 0) continue;
     const st = presence.state;
     const color = safeColor(st?.color, session);
@@ -2778,6 +2851,7 @@ function renderOverlay() {
       caret.className = "caret";
       caret.style.setProperty("--c", mark.color);
       caret.dataset.name = mark.name;
+      caret.dataset.at = String(mark.at);
       nodes.push(caret);
     }
   }

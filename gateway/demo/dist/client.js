@@ -1093,6 +1093,13 @@ var OtState = class {
   get pending() {
     return this.#pending;
   }
+  /** Our not yet acknowledged edits, in order (in flight, then pending), in local coordinates. */
+  get unacknowledgedOp() {
+    return [
+      ...this.#inflight?.op ?? [],
+      ...this.#pending
+    ];
+  }
   /** Components not yet acknowledged (in flight + pending). */
   get unacknowledged() {
     return (this.#inflight?.op.length ?? 0) + this.#pending.length;
@@ -1447,6 +1454,13 @@ var DocHandle = class {
   /** Components not yet acknowledged by the server (in flight + queued). */
   get queued() {
     return this.#ot?.unacknowledged ?? 0;
+  }
+  /**
+   * Our edits the server has not acknowledged yet, in order (for mapping positions that
+   * others report in server coordinates into the local view).
+   */
+  get localOp() {
+    return this.#ot?.unacknowledgedOp ?? [];
   }
   /** True while subscribed and caught up. */
   get live() {
