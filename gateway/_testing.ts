@@ -40,6 +40,10 @@ export interface FakeControl {
   nextSubscribed(): Promise<{ fromVersion: number | undefined }>;
   /** Resolves when SubscribeDocument is next called (live or not). */
   nextSubscribeCall(): Promise<void>;
+  /** Requests seen, by method name (last one). */
+  requests: Map<string, unknown>;
+  /** Resolves with the request of the next call of `method`. */
+  nextCall(method: string): Promise<unknown>;
 }
 
 /** In-memory backends plus their control panel. */
@@ -66,6 +70,21 @@ export function fakeBackends(): Backends & { control: FakeControl } {
     nextSubscribeCall() {
       return new Promise((resolve) => callWaiters.push(resolve));
     },
+    requests: new Map(),
+    nextCall(method) {
+      return new Promise((resolve) => {
+        const list = methodWaiters.get(method) ?? [];
+        list.push(resolve);
+        methodWaiters.set(method, list);
+      });
+    },
+  };
+  const methodWaiters = new Map<string, Array<(req: unknown) => void>>();
+  const record = (method: string, req: unknown) => {
+    control.requests.set(method, req);
+    const waiters = methodWaiters.get(method) ?? [];
+    methodWaiters.delete(method);
+    for (const waiter of waiters) waiter(req);
   };
   let callWaiters: Array<() => void> = [];
   let subscribedWaiters: Array<(info: { fromVersion: number | undefined }) => void> = [];
@@ -179,6 +198,7 @@ export function fakeBackends(): Backends & { control: FakeControl } {
       },
       updateSession(req, opts) {
         seen("updateSession", opts);
+        record("updateSession", req);
         const s = liveSession(req.sessionId);
         if (req.updateMask.includes("state")) s.state = req.state;
         if (req.updateMask.includes("metadata")) s.metadata = req.metadata;
@@ -197,6 +217,7 @@ export function fakeBackends(): Backends & { control: FakeControl } {
       },
       heartbeat(req, opts) {
         seen("heartbeat", opts);
+        record("heartbeat", req);
         const s = liveSession(req.sessionId);
         s.expiresAt = Date.now() + (req.ttlSeconds || 3600) * 1000;
         return Promise.resolve({ session: s });

@@ -116,6 +116,11 @@ export const GatewayConfigSchema = z.object({
     pongTimeoutMs: z.number().int().positive().default(10_000),
     /** Close when the first message (auth) does not arrive within this many ms. */
     authTimeoutMs: z.number().int().positive().default(10_000),
+    /**
+     * Every this many ms, heartbeat the sessions of open sockets and report their traffic
+     * counters to the session service (0 turns it off).
+     */
+    sessionSyncMs: z.number().int().min(0).default(30_000),
   }).strict().default({
     maxMessageBytes: 65_536,
     messagesPerSecond: 100,
@@ -123,6 +128,7 @@ export const GatewayConfigSchema = z.object({
     pingIntervalMs: 25_000,
     pongTimeoutMs: 10_000,
     authTimeoutMs: 10_000,
+    sessionSyncMs: 30_000,
   }),
 }).strict();
 

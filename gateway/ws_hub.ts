@@ -160,7 +160,21 @@ class Conn {
   authPending: Promise<void> | undefined;
   timers: Array<ReturnType<typeof setTimeout>> = [];
   expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Traffic of this socket's session on this gateway (shared by its sockets). */
+  traffic: SessionTraffic | undefined;
   constructor(readonly socket: WsSocket, readonly ip: string) {}
+}
+
+/** Traffic counters of one session on this gateway, reported to the session service. */
+interface SessionTraffic {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  operations: number;
+  /** Open sockets of the session here. */
+  sockets: number;
+  dirty: boolean;
 }
 
 interface Member {
@@ -217,6 +231,8 @@ export class WsHub {
     { resolve: (r: SubmitResult) => void; reject: (e: unknown) => void }
   >();
   #pingTimer: ReturnType<typeof setInterval> | undefined;
+  #traffic = new Map<string, SessionTraffic>();
+  #syncTimer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   #drained: (() => void) | undefined;
   #stats = {
@@ -313,7 +329,58 @@ export class WsHub {
     this.#pendingOps.clear();
     clearInterval(this.#pingTimer);
     this.#pingTimer = undefined;
-    await Promise.resolve();
+    clearInterval(this.#syncTimer);
+    this.#syncTimer = undefined;
+    await this.syncSessions(); // final counters
+  }
+
+  /**
+   * Heartbeat the sessions with open sockets and report each session's counters (the timer
+   * calls it every `ws.sessionSyncMs`). Failures are logged, never thrown.
+   */
+  async syncSessions(): Promise<void> {
+    const calls: Promise<unknown>[] = [];
+    for (const [sessionId, t] of this.#traffic) {
+      if (t.sockets > 0 && !this.#closing) {
+        calls.push(attempt(() => this.#backends.session.heartbeat({ sessionId, ttlSeconds: 0 })));
+      }
+      if (t.dirty) {
+        t.dirty = false;
+        calls.push(attempt(() =>
+          this.#backends.session.updateSession({
+            sessionId,
+            updateMask: ["stats"],
+            state: 0,
+            metadata: {},
+            stats: {
+              messagesIn: t.messagesIn,
+              messagesOut: t.messagesOut,
+              bytesIn: t.bytesIn,
+              bytesOut: t.bytesOut,
+              operations: t.operations,
+            },
+            connectionId: "",
+            serverAddress: "",
+          })
+        ));
+      }
+      if (t.sockets <= 0) this.#traffic.delete(sessionId);
+    }
+    const results = await Promise.allSettled(calls);
+    const failed = results.filter((r) => r.status === "rejected").length;
+    if (failed > 0) this.#log.warn("Session sync calls failed", { failed, total: calls.length });
+  }
+
+  #ensureSessionSync(): void {
+    if (this.#syncTimer !== undefined || this.#config.sessionSyncMs <= 0) return;
+    this.#syncTimer = setInterval(() => {
+      if (this.#traffic.size === 0) {
+        clearInterval(this.#syncTimer);
+        this.#syncTimer = undefined;
+        return;
+      }
+      void this.syncSessions();
+    }, this.#config.sessionSyncMs);
   }
 
   // ---- connection plumbing ----
@@ -327,6 +394,11 @@ export class WsHub {
       return;
     }
     this.#stats.messagesOut++;
+    if (conn.traffic) {
+      conn.traffic.messagesOut++;
+      conn.traffic.bytesOut += data.length;
+      conn.traffic.dirty = true;
+    }
     conn.socket.send(data);
   }
 
@@ -358,6 +430,7 @@ export class WsHub {
     if (conn.closed) return;
     conn.closed = true;
     this.#conns.delete(conn);
+    if (conn.traffic) conn.traffic.sockets--;
     for (const timer of conn.timers) clearTimeout(timer);
     clearTimeout(conn.expiryTimer);
     for (const documentId of conn.docs) this.#leaveFeed(conn, documentId);
@@ -398,6 +471,11 @@ export class WsHub {
     if (text === undefined) {
       this.#close(conn, 1003, "Text JSON messages only");
       return;
+    }
+    if (conn.traffic) {
+      conn.traffic.messagesIn++;
+      conn.traffic.bytesIn += text.length;
+      conn.traffic.dirty = true;
     }
     if (new TextEncoder().encode(text).length > this.#config.maxMessageBytes) {
       this.#close(conn, CloseCode.MESSAGE_TOO_BIG, "Message too big");
@@ -574,6 +652,24 @@ export class WsHub {
       throw new AppError("PERMISSION_DENIED", "Refresh token belongs to another user");
     }
     conn.user = user;
+    if (conn.traffic === undefined && user.sessionId) {
+      let traffic = this.#traffic.get(user.sessionId);
+      if (traffic === undefined) {
+        traffic = {
+          messagesIn: 0,
+          messagesOut: 0,
+          bytesIn: 0,
+          bytesOut: 0,
+          operations: 0,
+          sockets: 0,
+          dirty: true,
+        };
+        this.#traffic.set(user.sessionId, traffic);
+      }
+      traffic.sockets++;
+      conn.traffic = traffic;
+      this.#ensureSessionSync();
+    }
     clearTimeout(conn.expiryTimer);
     conn.expiryTimer = setTimeout(() => {
       this.#close(conn, CloseCode.TOKEN_EXPIRED, "Token expired");
@@ -871,6 +967,7 @@ export class WsHub {
     }
     if (outcome?.$case !== "applied") throw new AppError("INTERNAL", "Empty submit result");
     this.#stats.opsAcked++;
+    if (conn.traffic) conn.traffic.operations++;
     const applied = outcome.value;
     // The op also reaches every subscriber (the author too) as an operation_applied event.
     this.#send(conn, {
@@ -883,5 +980,14 @@ export class WsHub {
       operation: operationToJson(applied.operation),
       conflicts: applied.conflicts.map(conflictToJson),
     });
+  }
+}
+
+/** Run `call`, turning a synchronous throw into a rejection. */
+function attempt<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }

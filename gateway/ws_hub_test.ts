@@ -492,3 +492,28 @@ Deno.test("ws: shutdown waits for ops already sent to statesync, acks them, then
   assert.equal((await c.closed).code, CloseCode.GOING_AWAY);
   await stopping;
 });
+
+Deno.test("ws: open sockets heartbeat their session and report traffic counters", async () => {
+  await using env = await setup({ ws: { sessionSyncMs: 20 } });
+  const beating = env.backends.control.nextCall("heartbeat");
+  const updating = env.backends.control.nextCall("updateSession");
+  await using c = await env.client();
+  await c.request({ type: "ping" });
+  await c.request({ type: "subscribe", channel: "x" });
+  const beat = await beating as { sessionId: string };
+  let update = await updating as {
+    sessionId: string;
+    updateMask: string[];
+    stats: { messagesIn: number; messagesOut: number; bytesIn: number };
+  };
+  // The first report may precede the two requests; wait for one that includes them.
+  while (update.stats.messagesIn < 3) {
+    c.send({ type: "ping" }); // new traffic makes the session due for a report
+    update = await env.backends.control.nextCall("updateSession") as typeof update;
+  }
+  assert.equal(update.sessionId, beat.sessionId);
+  assert.deepEqual(update.updateMask, ["stats"]);
+  assert.ok(update.stats.messagesIn >= 3, JSON.stringify(update.stats)); // ping, subscribe, ...
+  assert.ok(update.stats.messagesOut >= 2);
+  assert.ok(update.stats.bytesIn > 0);
+});
