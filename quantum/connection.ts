@@ -12,6 +12,7 @@ import type {
   SentPacket,
 } from "./congestion.ts";
 import type { DatagramHooks, DatagramHooksFactory } from "./hooks.ts";
+import { Pacer } from "./pacer.ts";
 import { RttEstimator, type RttOptions } from "./rtt.ts";
 import {
   type AckInfo,
@@ -298,7 +299,8 @@ export class Connection implements QuantumConnection {
   #finRetries = 0;
   #persistDeadline = Infinity;
   #persistBackoff = 0;
-  #pacingNext = 0;
+  #pacer: Pacer;
+  #pacingDeadline = Infinity;
   #lastSendTime: number;
   #writeWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   #finWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -379,6 +381,7 @@ export class Connection implements QuantumConnection {
       this.#maxPayload = Math.min(this.#maxPayload, Math.max(16, init.peer.maxPayload));
     }
     this.#cc = init.congestion({ mss: this.#maxPayload + OVERHEAD, now });
+    this.#pacer = new Pacer({ now, burstBytes: 10 * (this.#maxPayload + OVERHEAD), burstMs: 2 });
     this.#lastSendTime = now;
     this.#lastRecvTime = now;
     this.#handshakeStart = now;
@@ -597,7 +600,7 @@ export class Connection implements QuantumConnection {
       const seg = this.#segments.get(this.#sndUna);
       if (seg) {
         if (!seg.sacked) {
-          acked.push(seg);
+          acked.push(snapshot(seg));
           if (!newest || seg.txIndex > newest.txIndex) newest = seg;
         }
         this.#release(seg);
@@ -616,7 +619,7 @@ export class Connection implements QuantumConnection {
           this.#bytesInFlight -= seg.bytes;
         }
         seg.lost = false;
-        acked.push(seg);
+        acked.push(snapshot(seg));
         if (!newest || seg.txIndex > newest.txIndex) newest = seg;
         advanced = true;
       }
@@ -677,7 +680,7 @@ export class Connection implements QuantumConnection {
         seg.lost = true;
         this.#bytesInFlight -= seg.bytes;
         this.#lostQueue.push(seg.seq);
-        lost.push(seg);
+        lost.push(snapshot(seg));
       } else {
         this.#lossDeadline = Math.min(this.#lossDeadline, seg.sentAt + timeThreshold);
       }
@@ -906,7 +909,9 @@ export class Connection implements QuantumConnection {
     if (this.#state !== "open") return;
     let sentSomething = false;
     const cwnd = this.#cc.congestionWindow();
-    const paced = Number.isFinite(this.#cc.pacingRate());
+    const rate = this.#cc.pacingRate();
+    if (rate > 0) this.#pacer.setRate(rate, now);
+    this.#pacingDeadline = Infinity;
     // Retransmissions first.
     while (this.#lostQueue.length > 0) {
       const seg = this.#segments.get(this.#lostQueue[0]!);
@@ -915,7 +920,7 @@ export class Connection implements QuantumConnection {
         continue;
       }
       if (this.#bytesInFlight + seg.bytes > cwnd && this.#bytesInFlight > 0) break;
-      if (paced && !this.#pacingAllows(now)) break;
+      if (!this.#paced(now, seg.bytes)) break;
       this.#lostQueue.shift();
       this.#transmit(seg, now, true);
       sentSomething = true;
@@ -927,7 +932,7 @@ export class Connection implements QuantumConnection {
       if (this.#nextSeq >= this.#sndUna + this.#peerWindow) break;
       const size = Math.min(this.#maxPayload, this.#sendQueueBytes);
       if (this.#bytesInFlight + size + OVERHEAD > cwnd && this.#bytesInFlight > 0) break;
-      if (paced && !this.#pacingAllows(now)) break;
+      if (!this.#paced(now, size + OVERHEAD)) break;
       if (this.#nextSeq >= MAX_SEQ) {
         this.#closeWith({
           reason: "protocol_error",
@@ -977,8 +982,11 @@ export class Connection implements QuantumConnection {
     if (this.#ackImmediate || (this.#ackDeadline <= now)) this.#sendControl(0, now);
   }
 
-  #pacingAllows(now: number): boolean {
-    return this.#pacingNext <= now;
+  /** True when the pacer lets `bytes` go now; else arms the pacing deadline. */
+  #paced(now: number, bytes: number): boolean {
+    if (this.#pacer.canSend(now, bytes)) return true;
+    this.#pacingDeadline = this.#pacer.nextSendTime(now, bytes);
+    return false;
   }
 
   #take(size: number): Uint8Array {
@@ -1023,11 +1031,9 @@ export class Connection implements QuantumConnection {
     if (!moreToSend) flags |= FLAG.PSH;
     const packet = this.#packet(flags, seg.seq, seg.payload, now);
     const datagram = encodePacket(packet);
-    this.#cc.onPacketSent(now, seg, this.#bytesInFlight, retransmission);
-    const rate = this.#cc.pacingRate();
-    if (Number.isFinite(rate) && rate > 0) {
-      this.#pacingNext = Math.max(this.#pacingNext, now) + (datagram.length * 1000) / rate;
-    }
+    seg.packetNumber = seg.txIndex; // unique per transmission, increasing (like QUIC)
+    this.#cc.onPacketSent(now, snapshot(seg), this.#bytesInFlight, retransmission);
+    this.#pacer.onSent(now, seg.bytes);
     if (this.#rtoDeadline === Infinity) this.#rtoDeadline = now + this.#rtt.rto();
     this.#armTailLossProbe(now);
     const hooks = this.#hooks;
@@ -1116,11 +1122,8 @@ export class Connection implements QuantumConnection {
       this.#lastRecvTime + this.#idleTimeout,
       this.#closeDeadline,
     );
-    if (
-      this.#pacingNext > this.#clock.now() &&
-      (this.#lostQueue.length > 0 || this.#sendQueueBytes > 0)
-    ) {
-      deadline = Math.min(deadline, this.#pacingNext);
+    if (this.#lostQueue.length > 0 || this.#sendQueueBytes > 0 || this.#finQueued) {
+      deadline = Math.min(deadline, this.#pacingDeadline);
     }
     const hookDeadline = this.#hooks?.nextDeadline?.() ?? Infinity;
     return Math.min(deadline, hookDeadline);
@@ -1319,6 +1322,10 @@ export class Connection implements QuantumConnection {
 export function closeError(info: CloseInfo): AppError {
   const status = info.reason === "aborted" || info.reason === "reset" ? "ABORTED" : "UNAVAILABLE";
   return new AppError(status, `Connection ${info.reason}: ${info.message}`, { details: info });
+}
+
+function snapshot(seg: Segment): SentPacket {
+  return { packetNumber: seg.packetNumber, bytes: seg.bytes, sentAt: seg.sentAt };
 }
 
 function sameAddr(a: Deno.NetAddr, b: Deno.NetAddr): boolean {

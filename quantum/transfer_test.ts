@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes, sha256, simHarness, transfer, udpHarness } from "./_test_util.ts";
+import { createBbr } from "./bbr.ts";
+import { newReno } from "./newreno.ts";
 
 const SIZE = 8 * 1024 * 1024;
 const data = randomBytes(SIZE, 8);
@@ -57,4 +59,27 @@ for (const loss of [0, 0.05, 0.2]) {
       if (loss > 0) assert.ok(result.client.stats().retransmits >= relay.upstream.lost * 0.5);
     },
   );
+}
+
+for (
+  const [name, factory] of [
+    ["NewReno", (o: { mss: number; now: number }) => newReno(o)],
+    ["BBR", (o: { mss: number; now: number }) => createBbr(o)],
+  ] as const
+) {
+  Deno.test(`congestion controller ${name} completes 2 MiB byte-exact at 5% loss on a 20 Mbit/s, 20 ms path`, async () => {
+    await using harness = simHarness({
+      loss: 0.05,
+      delayMs: 10,
+      jitterMs: 1,
+      bandwidthBytesPerSec: 2_500_000,
+      queueBytes: 64 * 1024,
+      seed: 314,
+    });
+    const small = data.subarray(0, 2 << 20);
+    const result = await transfer(harness, small, { dial: { congestion: factory } });
+    assert.equal(result.received.sha256, sha256(small));
+    assert.equal(result.client.stats().congestionControl, name === "BBR" ? "bbr" : "newreno");
+    assert.equal(result.clientClose.reason, "closed");
+  });
 }
