@@ -206,7 +206,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     handler(req, info) {
       const ctx: Context = newContext({
         requestId: "",
-        ip: info?.remoteAddr?.hostname ?? "unknown",
+        ip: clientIp(req, info?.remoteAddr?.hostname ?? "unknown", config.trustedProxyHops),
         log: logger,
       });
       return app(req, ctx);
@@ -215,6 +215,18 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       await hub.close();
     },
   };
+}
+
+/**
+ * The client address: the peer, or with `hops` trusted proxies the entry `hops` from the
+ * right of `X-Forwarded-For` (what the outermost trusted proxy saw).
+ */
+export function clientIp(req: Request, peer: string, hops: number): string {
+  if (hops <= 0) return peer;
+  const forwarded = req.headers.get("x-forwarded-for");
+  if (forwarded === null) return peer;
+  const entries = forwarded.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  return entries[entries.length - hops] ?? entries[0] ?? peer;
 }
 
 /** Turn anything a handler throws into an envelope response. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { isId } from "../kernel/mod.ts";
-import { createGateway } from "./app.ts";
+import { clientIp, createGateway } from "./app.ts";
 import { fakeBackends, testConfig, testUsers } from "./_testing.ts";
 
 async function setup(overrides: Record<string, unknown> = {}) {
@@ -524,4 +524,25 @@ Deno.test("an incoming traceparent and the request id are passed on to backend c
     after.traceparent === undefined ||
       /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/.test(String(after.traceparent)),
   );
+});
+
+Deno.test("client IP: the peer by default, X-Forwarded-For only through trusted proxy hops", () => {
+  const req = new Request("http://gw/", {
+    headers: { "x-forwarded-for": "6.6.6.6, 1.2.3.4, 10.0.0.2" },
+  });
+  assert.equal(clientIp(req, "10.0.0.9", 0), "10.0.0.9", "spoofable header ignored");
+  assert.equal(clientIp(req, "10.0.0.9", 1), "10.0.0.2");
+  assert.equal(clientIp(req, "10.0.0.9", 2), "1.2.3.4");
+  assert.equal(clientIp(new Request("http://gw/"), "10.0.0.9", 1), "10.0.0.9");
+});
+
+Deno.test("per-IP rate limits apply to the forwarded client behind a trusted proxy", async () => {
+  const { call } = await setup({
+    trustedProxyHops: 1,
+    rateLimit: { perIp: { capacity: 1, refillPerSecond: 0.01 } },
+  });
+  const from = (ip: string) => call("GET", "/ping", { headers: { "x-forwarded-for": ip } });
+  assert.equal((await from("1.1.1.1")).status, 200);
+  assert.equal((await from("1.1.1.1")).status, 429);
+  assert.equal((await from("2.2.2.2")).status, 200, "another client behind the same proxy");
 });

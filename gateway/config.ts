@@ -44,6 +44,12 @@ export const GatewayConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Allowed CORS origins; "*" allows any. */
   corsOrigins: z.array(z.string()).default(["*"]),
+  /**
+   * Reverse proxies in front of the gateway (e.g. 1 behind a Kubernetes ingress). The client
+   * IP for rate limits and logs is then taken from `X-Forwarded-For`, that many entries from
+   * the right (entries further left are client-supplied and not trusted). 0: the peer address.
+   */
+  trustedProxyHops: z.number().int().min(0).max(10).default(0),
   /** Largest accepted request body, in bytes. */
   maxBodyBytes: z.number().int().positive().default(1_048_576),
   /** Default per-route timeout in ms (routes may set their own). */
