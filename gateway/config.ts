@@ -127,6 +127,10 @@ export const GatewayConfigSchema = z.object({
      * counters to the session service (0 turns it off).
      */
     sessionSyncMs: z.number().int().min(0).default(30_000),
+    /** Documents plus channels one connection may subscribe to. */
+    maxSubscriptions: z.number().int().positive().default(100),
+    /** Operations one connection may have awaiting statesync's result. */
+    maxOpsInFlight: z.number().int().positive().default(256),
   }).strict().default({
     maxMessageBytes: 65_536,
     messagesPerSecond: 100,
@@ -135,6 +139,8 @@ export const GatewayConfigSchema = z.object({
     pongTimeoutMs: 10_000,
     authTimeoutMs: 10_000,
     sessionSyncMs: 30_000,
+    maxSubscriptions: 100,
+    maxOpsInFlight: 256,
   }),
 }).strict();
 

@@ -160,6 +160,8 @@ class Conn {
   authPending: Promise<void> | undefined;
   timers: Array<ReturnType<typeof setTimeout>> = [];
   expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Ops sent to statesync and not answered yet. */
+  opsInFlight = 0;
   /** Traffic of this socket's session on this gateway (shared by its sockets). */
   traffic: SessionTraffic | undefined;
   constructor(readonly socket: WsSocket, readonly ip: string) {}
@@ -710,7 +712,17 @@ export class WsHub {
     }
   }
 
+  #checkSubscriptionLimit(conn: Conn): void {
+    if (conn.docs.size + conn.channels.size >= this.#config.maxSubscriptions) {
+      throw new AppError(
+        "RESOURCE_EXHAUSTED",
+        `At most ${this.#config.maxSubscriptions} subscriptions per connection`,
+      );
+    }
+  }
+
   #subscribeChannel(conn: Conn, id: unknown, channel: string): void {
+    if (!conn.channels.has(channel)) this.#checkSubscriptionLimit(conn);
     let members = this.#channels.get(channel);
     if (members === undefined) {
       members = new Set();
@@ -731,6 +743,7 @@ export class WsHub {
   ): Promise<void> {
     const user = conn.user!;
     if (conn.docs.has(documentId)) this.#leaveFeed(conn, documentId);
+    else this.#checkSubscriptionLimit(conn);
     let feed = this.#feeds.get(documentId);
     if (feed === undefined) {
       feed = new DocFeed(documentId, user.id);
@@ -934,7 +947,14 @@ export class WsHub {
   async #submitOp(conn: Conn, message: Extract<ClientMessage, { type: "op" }>): Promise<void> {
     const user = conn.user!;
     if (this.#closing) throw new AppError("UNAVAILABLE", "Gateway shutting down: resend later");
+    if (conn.opsInFlight >= this.#config.maxOpsInFlight) {
+      throw new AppError(
+        "RESOURCE_EXHAUSTED",
+        `At most ${this.#config.maxOpsInFlight} operations in flight per connection`,
+      );
+    }
     const requestId = newId();
+    conn.opsInFlight++;
     const result = await new Promise<SubmitResult>((resolve, reject) => {
       this.#pendingOps.set(requestId, { resolve, reject });
       this.#stats.opsSubmitted++;
@@ -960,7 +980,7 @@ export class WsHub {
         this.#pendingOps.delete(requestId);
         reject(AppError.from(error));
       }
-    });
+    }).finally(() => conn.opsInFlight--);
     const outcome = result.outcome;
     if (outcome?.$case === "error") {
       throw new AppError(AppError.statusName(outcome.value.code), outcome.value.message);

@@ -517,3 +517,39 @@ Deno.test("ws: open sockets heartbeat their session and report traffic counters"
   assert.ok(update.stats.messagesOut >= 2);
   assert.ok(update.stats.bytesIn > 0);
 });
+
+Deno.test("ws: subscriptions per connection are capped", async () => {
+  await using env = await setup({ ws: { maxSubscriptions: 2 } });
+  await using c = await env.client();
+  assert.equal((await c.request({ type: "subscribe", channel: "a" })).type, "reply");
+  const doc = await env.createDoc();
+  assert.equal((await c.request({ type: "subscribe", document_id: doc })).type, "reply");
+  const third = await c.request({ type: "subscribe", channel: "b" });
+  assert.equal(third.status, "RESOURCE_EXHAUSTED");
+  assert.equal(
+    (await c.request({ type: "subscribe", channel: "a" })).type,
+    "reply",
+    "resubscribe ok",
+  );
+});
+
+Deno.test("ws: operations in flight per connection are capped", async () => {
+  await using env = await setup({ ws: { maxOpsInFlight: 2 } });
+  const doc = await env.createDoc();
+  const original = env.backends.statesync.submitOperations.bind(env.backends.statesync);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => release = resolve);
+  env.backends.statesync.submitOperations = (handlers) =>
+    original({ ...handlers, onData: (result) => void held.then(() => handlers.onData(result)) });
+  await using c = await env.client();
+  const op = (id: string, base: number) =>
+    c.send({ type: "op", id, document_id: doc, base_version: base, components: textInsert(0, id) });
+  op("o1", 0);
+  op("o2", 0);
+  op("o3", 0);
+  const refused = await c.next((m) => m.id === "o3");
+  assert.equal(refused.status, "RESOURCE_EXHAUSTED");
+  release();
+  assert.equal((await c.next((m) => m.id === "o1")).type, "ack");
+  assert.equal((await c.next((m) => m.id === "o2")).type, "ack");
+});
