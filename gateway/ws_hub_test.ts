@@ -553,3 +553,10 @@ Deno.test("ws: operations in flight per connection are capped", async () => {
   assert.equal((await c.next((m) => m.id === "o1")).type, "ack");
   assert.equal((await c.next((m) => m.id === "o2")).type, "ack");
 });
+
+Deno.test("ws: a client that keeps flooding past the rate limit is closed with 4008", async () => {
+  await using env = await setup({ ws: { messagesPerSecond: 1 } });
+  const c = await env.client();
+  for (let i = 0; i < 60; i++) c.send({ type: "ping" });
+  assert.equal((await c.closed).code, CloseCode.RATE_LIMITED);
+});
