@@ -1,0 +1,196 @@
+/**
+ * gRPC over Quantum with `@grpc/grpc-js`.
+ *
+ * Server side: grpc-js accepts any duplex stream through a connection injector, so every
+ * Quantum connection becomes one HTTP/2 connection ({@linkcode serveGrpcOverQuantum}).
+ * Client side: grpc-js has no public hook for custom transports, so
+ * {@linkcode startQuantumTunnel} opens a loopback TCP listener and pipes each accepted socket
+ * (with `setNoDelay(true)`) through its own new Quantum connection — give its `address` to
+ * any grpc-js client.
+ *
+ * @example
+ * ```ts
+ * // server process
+ * const server = new grpc.Server();
+ * server.addService(MyService, impl);
+ * const bridge = serveGrpcOverQuantum(server, listen({ port: 7000 }));
+ *
+ * // client process
+ * const tunnel = await startQuantumTunnel({ hostname: "10.0.0.5", port: 7000 });
+ * const client = new MyClient(tunnel.address, grpc.credentials.createInsecure());
+ * ```
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { Duplex } from "node:stream";
+import type { QuantumConnection } from "./connection.ts";
+import { dial, type DialOptions, type QuantumListener } from "./endpoint.ts";
+
+/**
+ * A `node:stream` Duplex over a Quantum connection, with the no-op socket methods
+ * (`ref`, `unref`, `setNoDelay`, `setKeepAlive`, `setTimeout`) grpc-js calls on a transport.
+ * Ending the duplex sends FIN; destroying it with an error aborts the connection (RST).
+ */
+export function connectionToDuplex(conn: QuantumConnection): Duplex {
+  const reader = conn.readable.getReader();
+  const writer = conn.writable.getWriter();
+  let pumping = false;
+  let finished = false;
+
+  const duplex = new Duplex({
+    read() {
+      if (pumping || finished) return;
+      pumping = true;
+      void pump();
+    },
+    write(chunk: Uint8Array, _encoding, callback) {
+      writer.write(chunk).then(() => callback(), (error) => callback(error));
+    },
+    final(callback) {
+      writer.close().then(() => callback(), (error) => callback(error));
+    },
+    destroy(error, callback) {
+      finished = true;
+      if (error) conn.abort(error.message);
+      else void conn.close();
+      reader.releaseLock();
+      writer.releaseLock();
+      callback(error);
+    },
+  });
+
+  async function pump(): Promise<void> {
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (finished) return;
+        if (done) {
+          finished = true;
+          duplex.push(null);
+          return;
+        }
+        if (!duplex.push(value)) break;
+      }
+    } catch (error) {
+      if (!finished) duplex.destroy(error as Error);
+      return;
+    } finally {
+      pumping = false;
+    }
+  }
+
+  const socketLike = duplex as Duplex & Record<string, unknown>;
+  for (const method of ["ref", "unref", "setNoDelay", "setKeepAlive", "setTimeout"]) {
+    socketLike[method] = () => duplex;
+  }
+  Object.defineProperties(socketLike, {
+    remoteAddress: { get: () => conn.remoteAddr.hostname },
+    remotePort: { get: () => conn.remoteAddr.port },
+  });
+  return duplex;
+}
+
+/**
+ * Serve a grpc-js server on a Quantum listener: every accepted connection is injected as one
+ * HTTP/2 transport. `close()` stops accepting, closes the listener and the injected sessions.
+ */
+export function serveGrpcOverQuantum(
+  server: grpc.Server,
+  listener: QuantumListener,
+): { close(): Promise<void> } {
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      injector.injectConnection(connectionToDuplex(conn));
+    }
+  })();
+  let closed = false;
+  return {
+    async close() {
+      if (closed) return;
+      closed = true;
+      injector.destroy();
+      await listener.close();
+      await accepting;
+    },
+  };
+}
+
+/** Options for {@linkcode startQuantumTunnel}: where the Quantum listener is, and dial options. */
+export type QuantumTunnelOptions = DialOptions & {
+  /** Loopback port for the TCP side (default 0: any free port). */
+  localPort?: number;
+};
+
+/** A running loopback TCP ⇄ Quantum tunnel. */
+export interface QuantumTunnel {
+  /** `"127.0.0.1:NNNN"`, ready for a grpc-js client. */
+  readonly address: string;
+  /** Stop accepting and close every tunnelled connection (TCP and Quantum). */
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback TCP listener whose every accepted socket is piped through its own new Quantum
+ * connection to `hostname:port` (kcptun style): grpc-js clients reach a Quantum server by
+ * dialing `tunnel.address`.
+ */
+export async function startQuantumTunnel(options: QuantumTunnelOptions): Promise<QuantumTunnel> {
+  const { localPort, ...dialOptions } = options;
+  const tcp = Deno.listen({ hostname: "127.0.0.1", port: localPort ?? 0 });
+  const active = new Set<{ socket: Deno.TcpConn; conn: QuantumConnection | null }>();
+  const pipes = new Set<Promise<void>>();
+
+  async function tunnel(socket: Deno.TcpConn): Promise<void> {
+    socket.setNoDelay(true);
+    const entry: { socket: Deno.TcpConn; conn: QuantumConnection | null } = { socket, conn: null };
+    active.add(entry);
+    try {
+      const conn = await dial(dialOptions);
+      entry.conn = conn;
+      const up = socket.readable.pipeTo(conn.writable);
+      const down = conn.readable.pipeTo(socket.writable);
+      const [a, b] = await Promise.allSettled([up, down]);
+      if (a.status === "rejected" || b.status === "rejected") conn.abort("tunnel pipe failed");
+      await conn.close();
+    } catch {
+      // Dial failure or reset: the TCP side sees its connection closed.
+      entry.conn?.abort("tunnel closed");
+      try {
+        socket.close();
+      } catch { /* already closed by a pipe */ }
+    } finally {
+      active.delete(entry);
+    }
+  }
+
+  const accepting = (async () => {
+    while (true) {
+      let socket: Deno.TcpConn;
+      try {
+        socket = await tcp.accept();
+      } catch {
+        return; // listener closed
+      }
+      const pipe = tunnel(socket);
+      pipes.add(pipe);
+      void pipe.finally(() => pipes.delete(pipe));
+    }
+  })();
+
+  const port = (tcp.addr as Deno.NetAddr).port;
+  return {
+    address: `127.0.0.1:${port}`,
+    async close() {
+      tcp.close();
+      await accepting;
+      for (const entry of active) {
+        entry.conn?.abort("tunnel closed");
+        try {
+          entry.socket.close();
+        } catch { /* already closed */ }
+      }
+      await Promise.allSettled([...pipes]);
+    },
+  };
+}
