@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
-import { freePort, readLines, tempDir } from "../kernel/testing.ts";
+import { freePort, tempDir } from "../kernel/testing.ts";
 import * as pb from "../proto/gen/statesync.ts";
 import { opToProto } from "./convert.ts";
 import { DocumentManager } from "./documents.ts";
 import { KvDocumentStore } from "./store_kv.ts";
 import { kvPathFor } from "./service.ts";
+import { startMain } from "./_test_child.ts";
 
 function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown) {
   return new Promise<T>((resolve, reject) => {
@@ -13,52 +14,13 @@ function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) =
   });
 }
 
-/** Collects a child's stderr lines; {@link LineWatcher.wait} resolves on a matching line. */
-class LineWatcher {
-  #lines: string[] = [];
-  #waiters: { needle: string; resolve: (line: string) => void }[] = [];
-  #ended = false;
-  readonly done: Promise<void>;
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = (async () => {
-      for await (const line of readLines(stream)) this.#add(line);
-      this.#ended = true;
-      for (const waiter of this.#waiters) waiter.resolve("");
-    })();
-  }
-
-  #add(line: string): void {
-    this.#lines.push(line);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (!line.includes(waiter.needle)) return true;
-      waiter.resolve(line);
-      return false;
-    });
-  }
-
-  /** The first line containing `needle` ("" when the stream ends without one). */
-  wait(needle: string): Promise<string> {
-    const seen = this.#lines.find((line) => line.includes(needle));
-    if (seen !== undefined || this.#ended) return Promise.resolve(seen ?? "");
-    return new Promise((resolve) => this.#waiters.push({ needle, resolve }));
-  }
-}
-
 Deno.test("main.ts serves gRPC on the configured port and shuts down cleanly on SIGTERM", async () => {
   await using dir = await tempDir("aetherflow-statesync-main-");
   const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname],
-    env: {
-      AETHERFLOW_STATESYNC_PORT: String(port),
-      AETHERFLOW_STATESYNC_DATA_DIR: dir.path,
-      AETHERFLOW_STATESYNC_LOG_LEVEL: "info",
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = new LineWatcher(child.stderr);
+  const { child, log } = startMain({
+    AETHERFLOW_STATESYNC_PORT: String(port),
+    AETHERFLOW_STATESYNC_DATA_DIR: dir.path,
+  });
   const listening = log.wait("Statesync service listening");
   const client = new pb.StateSyncServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
   try {
@@ -107,10 +69,15 @@ Deno.test("main.ts serves gRPC on the configured port and shuts down cleanly on 
     await subscribed;
     const stopped = log.wait("Statesync service stopped");
     child.kill("SIGTERM");
-    assert.equal((await ended)?.code, status.UNAVAILABLE);
+    const endedWith = await ended;
+    assert.equal(
+      endedWith?.code,
+      status.UNAVAILABLE,
+      `subscription ended with ${endedWith?.details}`,
+    );
     assert.match(await stopped, /stopped/);
     const exit = await child.status;
-    assert.equal(exit.code, 0);
+    assert.equal(exit.code, 0, `exit ${exit.code}; log:\n${log.lines.join("\n")}`);
     // The KV file was closed and holds the acknowledged op.
     const store = await KvDocumentStore.open(kvPathFor(dir.path));
     const manager = new DocumentManager(store);

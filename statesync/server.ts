@@ -55,6 +55,7 @@ import {
 import * as pb from "../proto/gen/statesync.ts";
 import { HealthService } from "../proto/gen/health.ts";
 import { HealthState } from "./_health.ts";
+import { type GuardedListener, serveGuarded } from "./_goaway_guard.ts";
 
 /** The parts of the document engine (`DocumentManager`) the service calls. */
 export interface Documents {
@@ -692,19 +693,35 @@ export interface RunningServer {
  */
 export async function startStateSyncServer(
   service: StateSyncService,
-  options: { hostname?: string; port?: number } = {},
+  options: {
+    hostname?: string;
+    port?: number;
+    /**
+     * Accept connections through a guard that drops incoming HTTP/2 GOAWAY frames, which
+     * crash Deno 2.9's nghttp2 (see `_goaway_guard.ts`; default true).
+     */
+    guardGoaway?: boolean;
+  } = {},
 ): Promise<RunningServer> {
   const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024 });
   const health = new HealthState([STATESYNC_SERVICE_NAME]);
   server.addService(pb.StateSyncServiceService, service.handlers());
   server.addService(HealthService, health.handlers());
-  const address = `${options.hostname ?? "127.0.0.1"}:${options.port ?? 0}`;
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => {
-      if (error) reject(error);
-      else resolve(bound);
+  const hostname = options.hostname ?? "127.0.0.1";
+  let port: number;
+  let guard: GuardedListener | undefined;
+  if (options.guardGoaway ?? true) {
+    guard = serveGuarded(server, { hostname, port: options.port ?? 0 });
+    port = guard.port;
+  } else {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(
+        `${hostname}:${options.port ?? 0}`,
+        ServerCredentials.createInsecure(),
+        (error, bound) => (error ? reject(error) : resolve(bound)),
+      );
     });
-  });
+  }
   let closing: Promise<void> | undefined;
   return {
     port,
@@ -712,6 +729,7 @@ export async function startStateSyncServer(
     health,
     close(graceMs = 5000) {
       closing ??= (async () => {
+        guard?.close();
         health.set(false);
         health.endWatches();
         await service.closeStreams();
