@@ -135,7 +135,15 @@ export interface QuantumTunnel {
  * connection to `hostname:port` (kcptun style): grpc-js clients reach a Quantum server by
  * dialing `tunnel.address`.
  */
-export async function startQuantumTunnel(options: QuantumTunnelOptions): Promise<QuantumTunnel> {
+export function startQuantumTunnel(options: QuantumTunnelOptions): Promise<QuantumTunnel> {
+  try {
+    return Promise.resolve(openTunnel(options));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
   const { localPort, ...dialOptions } = options;
   const tcp = Deno.listen({ hostname: "127.0.0.1", port: localPort ?? 0 });
   const active = new Set<{ socket: Deno.TcpConn; conn: QuantumConnection | null }>();
