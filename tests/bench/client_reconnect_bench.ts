@@ -32,7 +32,7 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-async function run(strategy: "full jitter" | "no jitter"): Promise<Result> {
+export async function run(strategy: "full jitter" | "no jitter"): Promise<Result> {
   await using dir = await tempDir("aetherflow-reconnect-bench-");
   const stack = await startStack({
     dataDir: dir.path,
@@ -83,12 +83,13 @@ async function run(strategy: "full jitter" | "no jitter"): Promise<Result> {
     const synced = docs.map((d) => d.events.next("synced"));
     await stack.start("gateway");
     const back = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const times = await Promise.race([
       Promise.all(synced.map((p) => p.then(() => performance.now() - back))),
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error("clients did not come back")), WAIT_MS)
-      ),
-    ]);
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("clients did not come back")), WAIT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
     times.sort((a, b) => a - b);
     let peak = 0;
     for (const t of attempts) {
