@@ -562,3 +562,16 @@ Deno.test("ws: a client that keeps flooding past the rate limit is closed with 4
   for (let i = 0; i < 50; i++) c.send({ type: "ping" });
   assert.equal((await c.closed).code, CloseCode.RATE_LIMITED);
 });
+
+Deno.test("ws: an upgrade from a browser origin passes the CORS and request-id middleware", async () => {
+  await using env = await setup({ corsOrigins: ["http://app.example"] });
+  const ws = new WebSocket(env.url, { headers: { origin: "http://app.example" } } as never);
+  const opened = await new Promise<boolean>((resolve) => {
+    ws.onopen = () => resolve(true);
+    ws.onerror = () => resolve(false);
+  });
+  const closed = new Promise((resolve) => ws.onclose = resolve);
+  ws.close();
+  await closed;
+  assert.ok(opened);
+});
