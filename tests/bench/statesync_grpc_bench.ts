@@ -361,6 +361,104 @@ async function unaryLoad(
   return { label, ops: total, seconds: (performance.now() - started) / 1000, latencies, errors };
 }
 
+/**
+ * Fan-out: `subscribers` SubscribeDocument streams on one document while `total` ops are
+ * submitted to it (one SubmitOperations stream, 256 in flight). Reports deliveries per
+ * second and the latency from submit to receipt by a subscriber.
+ */
+async function fanOutLoad(
+  label: string,
+  client: pb.StateSyncServiceClient,
+  options: { subscribers: number; total: number },
+): Promise<Result> {
+  const doc = await rpc<pb.Document>((cb) =>
+    client.createDocument(
+      pb.CreateDocumentRequest.fromPartial({
+        actorId: "bench",
+        name: "fan-out",
+        type: pb.DocumentType.DOCUMENT_TYPE_TEXT,
+      }),
+      cb,
+    )
+  );
+  const deliveries = options.subscribers * options.total;
+  const latencies = new Float64Array(deliveries);
+  const sentAt = new Float64Array(options.total);
+  let received = 0;
+  let allReceived!: () => void;
+  const done = new Promise<void>((resolve) => (allReceived = resolve));
+  const streams = await Promise.all(
+    Array.from(
+      { length: options.subscribers },
+      (_, s) =>
+        new Promise<ReturnType<typeof client.subscribeDocument>>((resolve, reject) => {
+          const stream = client.subscribeDocument(
+            pb.SubscribeDocumentRequest.fromPartial({
+              actorId: "bench",
+              documentId: doc.id,
+              subscriberId: `s${s}`,
+            }),
+          );
+          stream.on("data", (event: pb.DocumentEvent) => {
+            if (event.type === pb.EventType.EVENT_TYPE_SUBSCRIBED) {
+              resolve(stream);
+            }
+            if (event.payload?.$case !== "operation") return;
+            const i = Number(event.payload.value.clientOpId);
+            latencies[received++] = performance.now() - sentAt[i]!;
+            if (received === deliveries) allReceived();
+          });
+          stream.on("error", (error: ServiceError) => {
+            if (error.code !== 1) reject(error); // 1 = CANCELLED by us at the end
+          });
+        }),
+    ),
+  );
+  const started = performance.now();
+  let version = 0;
+  await new Promise<void>((resolve, reject) => {
+    const stream: ClientDuplexStream<pb.SubmitRequest, pb.SubmitResult> = client
+      .submitOperations();
+    let issued = 0;
+    let outstanding = 0;
+    const send = () => {
+      while (outstanding < 256 && issued < options.total) {
+        const i = issued++;
+        outstanding++;
+        sentAt[i] = performance.now();
+        stream.write({
+          requestId: String(i),
+          apply: {
+            actorId: "bench",
+            operation: pb.Operation.fromPartial({
+              documentId: doc.id,
+              baseVersion: version,
+              sessionId: "bench-fan-out",
+              clientOpId: String(i),
+              components: insert,
+            }),
+          },
+        });
+      }
+      if (outstanding === 0 && issued >= options.total) stream.end();
+    };
+    stream.on("data", (result: pb.SubmitResult) => {
+      outstanding--;
+      if (result.outcome?.$case === "applied") {
+        version = Math.max(version, result.outcome.value.version);
+      }
+      send();
+    });
+    stream.on("end", resolve);
+    stream.on("error", reject);
+    send();
+  });
+  await done;
+  const seconds = (performance.now() - started) / 1000;
+  for (const stream of streams) stream.cancel();
+  return { label, ops: deliveries, seconds, latencies, errors: 0 };
+}
+
 async function waitServing(address: string): Promise<void> {
   const health = new HealthClient(address, credentials.createInsecure());
   try {
@@ -410,6 +508,10 @@ async function scenarios(
       rows.push(row(await measured(pid, () => batchLoad(label, client, docs, options))));
     }
     if (all) {
+      const fanOut = { subscribers: 50, total: QUICK ? 500 : 2000 };
+      const fanLabel =
+        `${where}: fan-out, ${fanOut.subscribers} subscribers x ${fanOut.total} ops (ops = deliveries)`;
+      rows.push(row(await measured(pid, () => fanOutLoad(fanLabel, client, fanOut))));
       for (const rate of [5_000, 10_000]) {
         const label = `${where}: SubmitOperations open loop at ${rate} ops/s, 4 streams`;
         const options = { rate, seconds: QUICK ? 1 : 2, streams: 4 };
