@@ -206,7 +206,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     handler(req, info) {
       const ctx: Context = newContext({
         requestId: "",
-        ip: clientIp(req, info?.remoteAddr?.hostname ?? "unknown", config.trustedProxyHops),
+        ip: clientIp(req, {
+          peer: info?.remoteAddr?.hostname ?? "unknown",
+          trustedHops: config.trustedProxyHops,
+        }),
         log: logger,
       });
       return app(req, ctx);
@@ -221,7 +224,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
  * The client address: the peer, or with `hops` trusted proxies the entry `hops` from the
  * right of `X-Forwarded-For` (what the outermost trusted proxy saw).
  */
-export function clientIp(req: Request, peer: string, hops: number): string {
+export function clientIp(req: Request, via: { peer: string; trustedHops: number }): string {
+  const { peer, trustedHops: hops } = via;
   if (hops <= 0) return peer;
   const forwarded = req.headers.get("x-forwarded-for");
   if (forwarded === null) return peer;

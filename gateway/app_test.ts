@@ -530,10 +530,17 @@ Deno.test("client IP: the peer by default, X-Forwarded-For only through trusted 
   const req = new Request("http://gw/", {
     headers: { "x-forwarded-for": "6.6.6.6, 1.2.3.4, 10.0.0.2" },
   });
-  assert.equal(clientIp(req, "10.0.0.9", 0), "10.0.0.9", "spoofable header ignored");
-  assert.equal(clientIp(req, "10.0.0.9", 1), "10.0.0.2");
-  assert.equal(clientIp(req, "10.0.0.9", 2), "1.2.3.4");
-  assert.equal(clientIp(new Request("http://gw/"), "10.0.0.9", 1), "10.0.0.9");
+  assert.equal(
+    clientIp(req, { peer: "10.0.0.9", trustedHops: 0 }),
+    "10.0.0.9",
+    "spoofable header ignored",
+  );
+  assert.equal(clientIp(req, { peer: "10.0.0.9", trustedHops: 1 }), "10.0.0.2");
+  assert.equal(clientIp(req, { peer: "10.0.0.9", trustedHops: 2 }), "1.2.3.4");
+  assert.equal(
+    clientIp(new Request("http://gw/"), { peer: "10.0.0.9", trustedHops: 1 }),
+    "10.0.0.9",
+  );
 });
 
 Deno.test("per-IP rate limits apply to the forwarded client behind a trusted proxy", async () => {

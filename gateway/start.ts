@@ -70,7 +70,7 @@ const ENTRY: Record<ServiceName, string> = {
 export async function ensureDevUser(usersFile: string): Promise<boolean> {
   const store = await UserStore.load(usersFile);
   if (store.list().some((u) => u.username === DEV_USER.username)) return false;
-  await addUser(usersFile, DEV_USER.username, DEV_USER.password, { role: DEV_USER.role });
+  await addUser(usersFile, DEV_USER, { role: DEV_USER.role });
   return true;
 }
 

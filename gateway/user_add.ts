@@ -7,13 +7,20 @@
 import { parseArgs } from "node:util";
 import { UserStore } from "./users.ts";
 
-/** Add a user to `file` and return its id. */
+/**
+ * Add (or update) a user in `file` and return its id.
+ * @throws {RangeError} when the password is shorter than 8 characters
+ * @example
+ * ```ts
+ * await addUser("data/users.json", { username: "alice", password: "s3cret-pw" }, { role: "admin" });
+ * ```
+ */
 export async function addUser(
   file: string,
-  username: string,
-  password: string,
+  credentials: { username: string; password: string },
   options: { role?: "admin" | "user"; iterations?: number } = {},
 ): Promise<string> {
+  const { username, password } = credentials;
   if (password.length < 8) throw new RangeError("Password must have at least 8 characters");
   const store = await UserStore.load(file);
   const user = await store.upsert(username, password, options);
@@ -40,7 +47,7 @@ if (import.meta.main) {
   }
   const password = Deno.env.get("AETHERFLOW_PASSWORD") ?? prompt("Password:") ?? "";
   try {
-    const id = await addUser(values.file!, username, password, { role });
+    const id = await addUser(values.file!, { username, password }, { role });
     console.log(`User ${username} (${role}) saved to ${values.file} with id ${id}`);
   } catch (error) {
     console.error((error as Error).message);
