@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Op } from "../../statesync/json0/mod.ts";
+import type { Json, Op } from "../../statesync/json0/mod.ts";
 import { AetherFlowClient, type OnlineSource } from "./client.ts";
 import { ManualClock } from "./clock.ts";
 import type { DocHandle } from "./document.ts";
@@ -36,10 +36,10 @@ class FakeOnline implements OnlineSource {
   }
 }
 
-function setup(text = "") {
+function setup(text = "", content?: Json) {
   const clock = new ManualClock();
   const server = new FakeGateway(clock);
-  server.createDocument(DOC, { text });
+  server.createDocument(DOC, content ?? { text });
   const clients: AetherFlowClient[] = [];
   function client(name: string, options: { random?: () => number; online?: OnlineSource } = {}) {
     const c = new AetherFlowClient({
@@ -557,6 +557,74 @@ Deno.test("randomised delivery orders and dropped connections: every client conv
     }
     await t.closeAll();
   }
+});
+
+Deno.test("randomised json ops (text, counters, list inserts/deletes/moves, sets) converge with the server", async () => {
+  type Content = { text: string; n: number; items: number[]; title: string };
+  let applied = 0;
+  let drops = 0;
+  for (let seed = 101; seed <= 130; seed++) {
+    const random = seeded(seed);
+    const pick = (n: number) => Math.floor(random() * n);
+    const t = setup("", { text: "abc", n: 0, items: [1, 2, 3], title: "t" });
+    const clients = ["alice", "bob", "carol"].map((name) => t.client(name, { random }));
+    const docs = await Promise.all(clients.map((c) => t.open(c)));
+    for (let round = 0; round < 40; round++) {
+      const doc = docs[pick(docs.length)]!;
+      const c = doc.content as Content;
+      const r = random();
+      let op: Op | undefined;
+      if (r < 0.2) op = ins(pick(c.text.length + 1), "xyz"[pick(3)]!);
+      else if (r < 0.3 && c.text.length > 0) op = del(pick(c.text.length), 1);
+      else if (r < 0.45) op = [{ path: ["n"], action: { type: "increment", delta: 1 + pick(5) } }];
+      else if (r < 0.6) {
+        op = [{
+          path: ["items"],
+          action: { type: "list_insert", index: pick(c.items.length + 1), value: round },
+        }];
+      } else if (r < 0.7 && c.items.length > 0) {
+        op = [{ path: ["items"], action: { type: "list_delete", index: pick(c.items.length) } }];
+      } else if (r < 0.78 && c.items.length > 1) {
+        op = [{
+          path: ["items"],
+          action: { type: "list_move", from: pick(c.items.length), to: pick(c.items.length) },
+        }];
+      } else if (r < 0.86) {
+        op = [{ path: ["title"], action: { type: "set", value: `v${seed}.${round}` } }];
+      } else if (r < 0.92) {
+        const conn = t.server.live[pick(t.server.live.length)];
+        if (conn !== undefined) {
+          t.server.drop(conn);
+          drops++;
+        }
+      } else {
+        t.clock.advance(pick(3_000));
+      }
+      if (op !== undefined) doc.submit(op);
+      for (let s = pick(6); s > 0; s--) {
+        await settle();
+        const available = t.server.steps();
+        if (available.length === 0) break;
+        available[pick(available.length)]!();
+      }
+    }
+    for (
+      let k = 0;
+      k < 20 && (t.server.live.length < 3 || clients.some((c) => c.queued > 0));
+      k++
+    ) {
+      t.clock.advance(10_000);
+      await t.server.run((n) => pick(n));
+    }
+    for (const doc of docs) {
+      assert.deepEqual(doc.content, t.server.content(DOC), `seed ${seed}`);
+      assert.equal(doc.version, t.server.version(DOC), `seed ${seed}`);
+      assert.equal(doc.queued, 0, `seed ${seed}`);
+    }
+    applied += t.server.applied;
+    await t.closeAll();
+  }
+  assert.ok(applied > 400 && drops > 50, `exercised: ${applied} ops applied, ${drops} drops`);
 });
 
 /** Deliver the head of one lane of one connection, then let callbacks run. */
