@@ -1,7 +1,7 @@
 /**
  * The browser client library (gateway/client) in Deno against the real stack: session,
  * statesync and gateway as child processes started like `deno task start` (free ports,
- * temp data dir), with 3-second access tokens so refresh on the open socket is exercised
+ * temp data dir), with 6-second access tokens so refresh on the open socket is exercised
  * all the time. Also prints the keystroke latencies the client sees (submit → ack, submit →
  * applied at the other client).
  */
@@ -65,7 +65,7 @@ Deno.test({
       statesyncPort: freePort(),
       transport: "tcp",
       logs: Deno.env.get("E2E_LOGS") === "1",
-      env: { AETHERFLOW_GATEWAY_AUTH__ACCESS_TTL_SECONDS: "3" },
+      env: { AETHERFLOW_GATEWAY_AUTH__ACCESS_TTL_SECONDS: "6" },
     });
     const clients: AetherFlowClient[] = [];
     try {
@@ -161,7 +161,7 @@ Deno.test({
             });
           });
           for (const off of offs) off();
-          assert.equal(disconnected, 0, "tokens (3 s) were refreshed before they expired");
+          assert.equal(disconnected, 0, "tokens (6 s) were refreshed before they expired");
           a.submit(ins(0, "<"));
           await until(docs, converged(docs), "convergence after refresh");
         },
