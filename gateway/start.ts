@@ -25,6 +25,8 @@ export interface StackOptions {
   statesyncPort: number;
   /** gateway → services transport. */
   transport: "tcp" | "quantum";
+  /** Per-service override of `transport`. */
+  transports?: Partial<Record<"session" | "statesync", "tcp" | "quantum">>;
   /** UDP ports of the services' Quantum listeners (transport "quantum"). */
   sessionQuantumPort?: number;
   statesyncQuantumPort?: number;
@@ -76,13 +78,14 @@ export async function ensureDevUser(usersFile: string): Promise<boolean> {
 
 function envFor(name: ServiceName, o: StackOptions): Record<string, string> {
   const dataDir = o.dataDir.replace(/\/$/, "");
-  const quantum = o.transport === "quantum";
+  const sessionQuantum = (o.transports?.session ?? o.transport) === "quantum";
+  const statesyncQuantum = (o.transports?.statesync ?? o.transport) === "quantum";
   if (name === "session") {
     return {
       AETHERFLOW_SESSION_HOST: "127.0.0.1",
       AETHERFLOW_SESSION_PORT: String(o.sessionPort),
       AETHERFLOW_SESSION_DATA_DIR: `${dataDir}/session`,
-      AETHERFLOW_SESSION_QUANTUM_PORT: String(quantum ? o.sessionQuantumPort ?? 0 : 0),
+      AETHERFLOW_SESSION_QUANTUM_PORT: String(sessionQuantum ? o.sessionQuantumPort ?? 0 : 0),
     };
   }
   if (name === "statesync") {
@@ -90,21 +93,23 @@ function envFor(name: ServiceName, o: StackOptions): Record<string, string> {
       AETHERFLOW_STATESYNC_HOST: "127.0.0.1",
       AETHERFLOW_STATESYNC_PORT: String(o.statesyncPort),
       AETHERFLOW_STATESYNC_DATA_DIR: `${dataDir}/statesync`,
-      AETHERFLOW_STATESYNC_QUANTUM_PORT: String(quantum ? o.statesyncQuantumPort ?? 0 : 0),
+      AETHERFLOW_STATESYNC_QUANTUM_PORT: String(
+        statesyncQuantum ? o.statesyncQuantumPort ?? 0 : 0,
+      ),
     };
   }
   const sessionAddress = o.dialSession ??
-    `127.0.0.1:${quantum ? o.sessionQuantumPort : o.sessionPort}`;
+    `127.0.0.1:${sessionQuantum ? o.sessionQuantumPort : o.sessionPort}`;
   const statesyncAddress = o.dialStatesync ??
-    `127.0.0.1:${quantum ? o.statesyncQuantumPort : o.statesyncPort}`;
+    `127.0.0.1:${statesyncQuantum ? o.statesyncQuantumPort : o.statesyncPort}`;
   return {
     AETHERFLOW_GATEWAY_HOSTNAME: o.hostname ?? "127.0.0.1",
     AETHERFLOW_GATEWAY_PORT: String(o.gatewayPort),
     AETHERFLOW_GATEWAY_AUTH__USERS_FILE: `${dataDir}/users.json`,
     AETHERFLOW_GATEWAY_SESSION__ADDRESS: sessionAddress,
-    AETHERFLOW_GATEWAY_SESSION__TRANSPORT: o.transport,
+    AETHERFLOW_GATEWAY_SESSION__TRANSPORT: sessionQuantum ? "quantum" : "tcp",
     AETHERFLOW_GATEWAY_STATESYNC__ADDRESS: statesyncAddress,
-    AETHERFLOW_GATEWAY_STATESYNC__TRANSPORT: o.transport,
+    AETHERFLOW_GATEWAY_STATESYNC__TRANSPORT: statesyncQuantum ? "quantum" : "tcp",
   };
 }
 
@@ -242,12 +247,32 @@ if (import.meta.main) {
     hostname: "0.0.0.0",
   });
   const base = `http://localhost:${values.port}`;
-  const health = await fetch(`${stack.gatewayUrl}/health`).then((r) => r.json(), () => null);
+  const healthOf = () =>
+    fetch(`${stack.gatewayUrl}/health`).then((r) => r.json(), () => null) as Promise<
+      { data?: { status?: string; backends?: Record<string, { status: string }> } } | null
+    >;
+  let health = await healthOf();
+  if (transport === "quantum" && health?.data?.status !== "ok") {
+    // A service that does not serve gRPC over Quantum yet: reach it over TCP instead.
+    const down = Object.entries(health?.data?.backends ?? {})
+      .filter(([, h]) => h.status !== "SERVING").map(([name]) => name as "session" | "statesync");
+    if (down.length > 0) {
+      console.error(`Not reachable over Quantum: ${down.join(", ")}; using TCP for them`);
+      const transports = { ...stack.options.transports };
+      for (const name of down) transports[name] = "tcp";
+      stack.options.transports = transports;
+      await stack.stop("gateway");
+      await stack.start("gateway");
+      health = await healthOf();
+    }
+  }
   if (health?.data?.status !== "ok") {
     console.error(`Warning: a backend is not healthy yet: ${JSON.stringify(health?.data)}`);
   }
+  const wiring = (["session", "statesync"] as const)
+    .map((name) => `${name} over ${stack.options.transports?.[name] ?? transport}`).join(", ");
   console.log(`
-AetherFlow is running (gateway → services over ${transport === "quantum" ? "Quantum" : "TCP"}).
+AetherFlow is running (gateway → ${wiring}).
   REST API     ${base}/api/v1   (OpenAPI: ${base}/api/v1/openapi.json)
   WebSocket    ${base.replace("http", "ws")}/ws
   Health       ${base}/health
