@@ -5,8 +5,14 @@
  *
  * @example
  * ```ts
- * const bytes = encodePacket({ flags: FLAG.ACK, connectionId: id, seq: 1, ack: 1,
- *   ack: 1, ackInfo: { window: 64, ackDelayMicros: 0, sack: [] }, payload: new Uint8Array(0) });
+ * const bytes = encodePacket({
+ *   flags: FLAG.ACK,
+ *   connectionId: "01890a5d-ac96-774b-bcce-b302099a8057",
+ *   seq: 1,
+ *   ack: 1,
+ *   ackInfo: { window: 64, ackDelayMicros: 0, sack: [] },
+ *   payload: new Uint8Array(0),
+ * });
  * const result = decodePacket(bytes);
  * if (result.ok) console.log(result.packet.seq);
  * ```
