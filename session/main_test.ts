@@ -42,7 +42,11 @@ async function spawnService(env: Record<string, string>) {
     listening,
     lines,
     async stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
-      child.kill(signal);
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited (e.g. crashed): the status below tells how.
+      }
       const result = await child.status;
       await rest;
       return result;
@@ -134,4 +138,33 @@ Deno.test("stopping main.ts after hundreds of calls does not crash its clients (
   );
   // The server is gone, so closing the channel cannot crash it either.
   client.close();
+});
+
+Deno.test("a client closing its channel after hundreds of calls does not crash main.ts", async () => {
+  // The other direction of denoland/deno#36788: closing a grpc-js channel sends a GOAWAY,
+  // which would abort the server process; the service's listener drops client GOAWAYs.
+  const port = freePort();
+  const service = await spawnService({
+    AETHERFLOW_SESSION_PORT: String(port),
+    AETHERFLOW_SESSION_STORAGE: "memory",
+  });
+  try {
+    const first = new SessionClient(`127.0.0.1:${port}`);
+    const { session } = await first.createSession({ userId: "u" });
+    for (let i = 0; i < 400; i++) {
+      await first.getSession({ selector: { $case: "sessionId", value: session!.id } });
+    }
+    first.close(); // sends GOAWAY
+    using second = new SessionClient(`127.0.0.1:${port}`);
+    // Keep the server busy across the moment the GOAWAY would be processed.
+    for (let i = 0; i < 20; i++) {
+      const found = await second.getSession({
+        selector: { $case: "sessionId", value: session!.id },
+      });
+      assert.equal(found.id, session!.id);
+    }
+  } finally {
+    const exit = await service.stop("SIGTERM");
+    assert.equal(exit.code, 0, service.lines.join("\n"));
+  }
 });

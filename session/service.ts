@@ -11,10 +11,11 @@
  * ```
  * @module
  */
-import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Server } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { type Logger, silentLogger } from "../kernel/mod.ts";
 import { CallGate } from "./call_gate.ts";
+import { type GuardedListener, listenGuarded } from "./_goaway_guard.ts";
 import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
 import { HealthService } from "./health.ts";
@@ -90,27 +91,23 @@ export async function startSessionService(
   const health = new HealthService();
   const gate = new CallGate();
   const server = createSessionServer(manager, { logger, health, gate });
-  let port: number;
+  let listener: GuardedListener;
   try {
-    port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(
-        `${config.host}:${config.port}`,
-        ServerCredentials.createInsecure(),
-        (error, bound) => (error ? reject(error) : resolve(bound)),
-      );
-    });
+    listener = await listenGuarded(server, { hostname: config.host, port: config.port });
   } catch (error) {
     server.forceShutdown();
     await store.close();
     throw error;
   }
+  const port = listener.port;
   const sweeper = startSweeper(manager, { intervalMs: config.sweepIntervalMs, logger });
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
   const shutdown = async (shutdownOptions: { releaseTransport?: boolean } = {}) => {
     closing ??= (async () => {
       health.shutdown();
-      // No server.unbind(): Deno's http2 server.close() sends GOAWAY to open connections.
+      // Stop accepting; open connections stay (grpc-js unbind() would send them GOAWAY).
+      await listener.close();
       gate.close();
       const drained = await gate.whenIdle(config.shutdownTimeoutMs);
       if (!drained) {
