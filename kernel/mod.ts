@@ -7,3 +7,5 @@ export * from "./ids.ts";
 export * from "./errors.ts";
 export * from "./log.ts";
 export * from "./config.ts";
+export * from "./metrics.ts";
+export * from "./tracing.ts";
