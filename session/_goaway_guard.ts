@@ -13,7 +13,7 @@
  */
 import { type Server, ServerCredentials } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { createServer, type Server as NetServer, type Socket } from "node:net";
+import { createServer, type Server as NetServer } from "node:net";
 import { Duplex } from "node:stream";
 
 const PREFACE_LENGTH = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -98,43 +98,56 @@ export class ClientGoawayStripper {
   }
 }
 
-/** A socket whose incoming bytes pass through a {@link ClientGoawayStripper}. */
-class GuardedSocket extends Duplex {
-  #socket: Socket;
+/** The socket methods grpc-js calls on a transport (optional on the wrapped stream). */
+interface SocketLike {
+  remoteAddress?: string;
+  remotePort?: number;
+  localAddress?: string;
+  localPort?: number;
+  setNoDelay?(noDelay?: boolean): unknown;
+  setKeepAlive?(enable?: boolean, delay?: number): unknown;
+  setTimeout?(ms: number, callback?: () => void): unknown;
+  ref?(): unknown;
+  unref?(): unknown;
+}
+
+/** A duplex whose incoming bytes pass through a {@link ClientGoawayStripper}. */
+class GuardedStream extends Duplex {
+  #inner: Duplex & SocketLike;
   #stripper = new ClientGoawayStripper();
 
-  constructor(socket: Socket) {
+  constructor(inner: Duplex & SocketLike) {
     super();
-    this.#socket = socket;
-    socket.on("data", (chunk: Buffer) => {
+    this.#inner = inner;
+    inner.on("data", (chunk: Uint8Array) => {
       const out = this.#stripper.push(chunk);
       if (out.length > 0 && !this.push(Buffer.from(out.buffer, out.byteOffset, out.length))) {
-        socket.pause();
+        inner.pause();
       }
     });
-    socket.on("end", () => this.push(null));
-    socket.on("error", (error) => this.destroy(error));
-    socket.on("close", () => this.destroy());
+    inner.on("end", () => this.push(null));
+    inner.on("error", (error) => this.destroy(error));
+    inner.on("close", () => this.destroy());
   }
 
   get remoteAddress(): string | undefined {
-    return this.#socket.remoteAddress;
+    return this.#inner.remoteAddress;
   }
 
   get remotePort(): number | undefined {
-    return this.#socket.remotePort;
+    return this.#inner.remotePort;
   }
 
   get localAddress(): string | undefined {
-    return this.#socket.localAddress;
+    return this.#inner.localAddress;
   }
 
   get localPort(): number | undefined {
-    return this.#socket.localPort;
+    return this.#inner.localPort;
   }
 
   override _read(): void {
-    this.#socket.resume();
+    this.#inner.resume();
   }
 
   override _write(
@@ -142,42 +155,50 @@ class GuardedSocket extends Duplex {
     encoding: BufferEncoding,
     callback: (e?: Error | null) => void,
   ): void {
-    this.#socket.write(chunk, encoding, callback);
+    this.#inner.write(chunk, encoding, callback);
   }
 
-  override _final(callback: (e?: Error) => void): void {
-    this.#socket.end(callback);
+  override _final(callback: (e?: Error | null) => void): void {
+    this.#inner.end(callback);
   }
 
   override _destroy(error: Error | null, callback: (e: Error | null) => void): void {
-    this.#socket.destroy();
+    this.#inner.destroy(error ?? undefined);
     callback(error);
   }
 
   setNoDelay(noDelay?: boolean): this {
-    this.#socket.setNoDelay(noDelay);
+    this.#inner.setNoDelay?.(noDelay);
     return this;
   }
 
   setKeepAlive(enable?: boolean, delay?: number): this {
-    this.#socket.setKeepAlive(enable, delay);
+    this.#inner.setKeepAlive?.(enable, delay);
     return this;
   }
 
   setTimeout(ms: number, callback?: () => void): this {
-    this.#socket.setTimeout(ms, callback);
+    this.#inner.setTimeout?.(ms, callback);
     return this;
   }
 
   ref(): this {
-    this.#socket.ref();
+    this.#inner.ref?.();
     return this;
   }
 
   unref(): this {
-    this.#socket.unref();
+    this.#inner.unref?.();
     return this;
   }
+}
+
+/**
+ * Wrap a transport stream (a TCP socket, a Quantum connection's duplex) before injecting it
+ * into a grpc-js server, so GOAWAY frames from the client never reach nghttp2.
+ */
+export function guardIncomingGoaway(stream: Duplex): Duplex {
+  return new GuardedStream(stream);
 }
 
 /** A guarded listener. */
@@ -199,7 +220,7 @@ export function listenGuarded(
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const listener: NetServer = createServer((socket) => {
     socket.setNoDelay(true);
-    injector.injectConnection(new GuardedSocket(socket));
+    injector.injectConnection(guardIncomingGoaway(socket));
   });
   return new Promise((resolve, reject) => {
     listener.once("error", reject);
