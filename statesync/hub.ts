@@ -84,6 +84,7 @@ export class EventHub implements EventSink {
   #docs = new Map<string, { subscribers: Map<string, Subscription>; version: number }>();
   #count = 0;
   #closed = false;
+  #slowDisconnects = 0;
 
   constructor(options: EventHubOptions = {}) {
     this.#options = { ...DEFAULTS };
@@ -132,6 +133,7 @@ export class EventHub implements EventSink {
       maxBytes: this.#options.maxQueueBytes,
       maxCatchUp: this.#options.maxCatchUp,
       clock: this.#clock,
+      onSlow: () => this.#slowDisconnects++,
       onClose: (sub) => this.#remove(sub),
     });
     doc.subscribers.set(id, subscription);
@@ -169,6 +171,11 @@ export class EventHub implements EventSink {
     return this.#docs.get(documentId)?.version ?? 0;
   }
 
+  /** Subscriptions cut off so far because their queue was full (slow subscribers). */
+  get slowDisconnects(): number {
+    return this.#slowDisconnects;
+  }
+
   /** Live subscribers of one document, or of all documents. */
   subscriberCount(documentId?: string): number {
     if (documentId === undefined) return this.#count;
@@ -197,6 +204,8 @@ interface SubscriptionLimits {
   maxBytes: number;
   maxCatchUp: number;
   clock: Clock;
+  /** Called when the subscription is cut off for a full queue. */
+  onSlow?: () => void;
   onClose: (subscription: Subscription) => void;
 }
 
@@ -275,6 +284,7 @@ export class Subscription implements AsyncIterableIterator<DocEvent> {
   push(event: DocEvent, size: number): void {
     if (this.#done) return;
     if (this.queued + 1 > this.#limits.maxEvents || this.#bytes + size > this.#limits.maxBytes) {
+      this.#limits.onSlow?.();
       this.close(
         new AppError(
           "RESOURCE_EXHAUSTED",

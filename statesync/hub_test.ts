@@ -168,7 +168,9 @@ Deno.test("a slow subscriber is disconnected with RESOURCE_EXHAUSTED and its que
   assert.equal(slow.queuedBytes, 0);
   await assert.rejects(slow.next(), (e) => e === reason);
   assert.equal(hub.subscriberCount(documentId), 1);
+  assert.equal(hub.slowDisconnects, 1);
   fast.close();
+  assert.equal(hub.slowDisconnects, 1, "an ordinary close is not a slow disconnect");
 });
 
 Deno.test("the byte bound disconnects a subscriber whose queued events are too large", async () => {

@@ -602,7 +602,14 @@ export interface ApplyOperationResponse {
 export interface SubmitRequest {
   /** Caller-chosen id echoed in the result. */
   requestId: string;
-  apply: ApplyOperationRequest | undefined;
+  apply:
+    | ApplyOperationRequest
+    | undefined;
+  /**
+   * W3C trace context of this operation (one stream carries many traced operations, so it
+   * travels per message rather than in the stream's metadata). Empty = untraced.
+   */
+  traceparent?: string | undefined;
 }
 
 /** The outcome of one SubmitRequest, in the order the requests were sent for each document. */
@@ -3912,7 +3919,7 @@ export const ApplyOperationResponse: MessageFns<ApplyOperationResponse> = {
 };
 
 function createBaseSubmitRequest(): SubmitRequest {
-  return { requestId: "", apply: undefined };
+  return { requestId: "", apply: undefined, traceparent: undefined };
 }
 
 export const SubmitRequest: MessageFns<SubmitRequest> = {
@@ -3922,6 +3929,9 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     }
     if (message.apply !== undefined) {
       ApplyOperationRequest.encode(message.apply, writer.uint32(18).fork()).join();
+    }
+    if (message.traceparent !== undefined) {
+      writer.uint32(26).string(message.traceparent);
     }
     return writer;
   },
@@ -3955,6 +3965,14 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
             message.apply = ApplyOperationRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3975,6 +3993,7 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
         ? globalThis.String(object.request_id)
         : "",
       apply: isSet(object.apply) ? ApplyOperationRequest.fromJSON(object.apply) : undefined,
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : undefined,
     };
   },
 
@@ -3985,6 +4004,9 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     }
     if (message.apply !== undefined) {
       obj.apply = ApplyOperationRequest.toJSON(message.apply);
+    }
+    if (message.traceparent !== undefined) {
+      obj.traceparent = message.traceparent;
     }
     return obj;
   },
@@ -3998,6 +4020,7 @@ export const SubmitRequest: MessageFns<SubmitRequest> = {
     message.apply = (object.apply !== undefined && object.apply !== null)
       ? ApplyOperationRequest.fromPartial(object.apply)
       : undefined;
+    message.traceparent = object.traceparent ?? undefined;
     return message;
   },
 };
