@@ -25,6 +25,11 @@ export interface Clock {
   now(): number;
   /** Run `callback` after `delayMs` (≥ 0). */
   setTimer(delayMs: number, callback: () => void): Timer;
+  /**
+   * Run `callback` once the current macrotask's promise work has settled, without advancing
+   * time (used to coalesce many small writes made in one turn into full packets).
+   */
+  defer?(callback: () => void): void;
 }
 
 /** The real clock: `performance.now()` and `setTimeout`. */
@@ -33,6 +38,9 @@ export const realClock: Clock = {
   setTimer(delayMs, callback) {
     const handle = setTimeout(callback, Math.max(0, delayMs));
     return { cancel: () => clearTimeout(handle) };
+  },
+  defer(callback) {
+    setImmediate(callback);
   },
 };
 
@@ -94,6 +102,11 @@ export class VirtualClock implements Clock {
         entry.cancelled = true;
       },
     };
+  }
+
+  /** Run `callback` at the current instant, after pending promise work. */
+  defer(callback: () => void): void {
+    this.setTimer(0, callback);
   }
 
   /**

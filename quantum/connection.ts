@@ -280,6 +280,7 @@ export class Connection implements QuantumConnection {
   // Send side.
   #sendQueue: Uint8Array[] = [];
   #sendQueueBytes = 0;
+  #flushDeferred = false;
   #unackedBytes = 0;
   #nextSeq = 1;
   #sndUna = 1;
@@ -861,8 +862,19 @@ export class Connection implements QuantumConnection {
     if (chunk.length === 0) return;
     this.#sendQueue.push(chunk.slice());
     this.#sendQueueBytes += chunk.length;
-    const now = this.#clock.now();
-    if (this.#state === "open") this.#afterEvent(now);
+    if (this.#state === "open") {
+      const defer = this.#clock.defer;
+      if (this.#bytesInFlight === 0 || !defer) {
+        this.#afterEvent(this.#clock.now()); // idle: send at once (latency)
+      } else if (!this.#flushDeferred) {
+        // Busy: let the writes of this turn pile up and leave in full packets.
+        this.#flushDeferred = true;
+        defer.call(this.#clock, () => {
+          this.#flushDeferred = false;
+          if (!this.#isClosed()) this.#afterEvent(this.#clock.now());
+        });
+      }
+    }
     if (this.#sendQueueBytes + this.#unackedBytes < this.#sendLimit) return;
     return new Promise((resolve, reject) => this.#writeWaiters.push({ resolve, reject }));
   }
