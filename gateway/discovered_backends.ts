@@ -25,7 +25,7 @@ import type {
   StreamHandlers,
 } from "./backends.ts";
 import { BreakerRegistry } from "./breaker.ts";
-import { type ServiceInstance, ServiceResolver } from "./discovery.ts";
+import { type ServiceInstance, ServiceResolver } from "../kernel/discovery.ts";
 import { createGrpcBackends, type Tunnel } from "./grpc_backends.ts";
 import { balancedCall, P2cBalancer, type P2cOptions } from "./p2c.ts";
 

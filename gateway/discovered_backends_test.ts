@@ -3,7 +3,7 @@ import { connectEtcd } from "../kernel/etcd.ts";
 import { ETCD_BINARY, freePort, needs, readLines, startEtcd } from "../kernel/testing.ts";
 import { CreateSessionRequest, ListSessionsRequest } from "../proto/gen/session.ts";
 import { createDiscoveredBackends } from "./discovered_backends.ts";
-import { registerService } from "./discovery.ts";
+import { registerService } from "../kernel/discovery.ts";
 
 const tools = needs(ETCD_BINARY);
 const SESSION_MAIN = new URL("../session/main.ts", import.meta.url).pathname;

@@ -4,7 +4,8 @@
  * "host:port"}` on a lease (TTL 10 s) kept alive by the etcd client, and registers again on
  * a new lease when the keepalive is lost; a resolver reads the prefix and watches it from the
  * read revision + 1, so an instance that stops (or dies: its lease runs out) is dropped within
- * the TTL. {@link ServiceResolver.bind} feeds the instances to a {@link P2cBalancer}.
+ * the TTL. {@link ServiceResolver.bind} feeds the instances to a balancer (e.g. the gateway's
+ * `P2cBalancer`). Imported directly (`kernel/discovery.ts`), like `kernel/etcd.ts`.
  *
  * @example
  * ```ts
@@ -13,7 +14,7 @@
  *   address: { tcp: "10.0.0.5:50052", quantum: "10.0.0.5:50062" },
  * });
  * const resolver = await ServiceResolver.open(etcd, "statesync");
- * const balancer = new P2cBalancer<ServiceInstance>();
+ * const balancer = new P2cBalancer<ServiceInstance>(); // gateway/p2c.ts
  * const unbind = resolver.bind(balancer);
  * // ... balancer.pick() ...
  * unbind();
@@ -24,9 +25,9 @@
  */
 import { Buffer } from "node:buffer";
 import type { Lease, Watcher } from "etcd3";
-import { type Logger, newId, silentLogger } from "../kernel/mod.ts";
-import { type EtcdConnection, prefixEnd } from "../kernel/etcd.ts";
-import type { P2cBalancer } from "./p2c.ts";
+import { newId } from "./ids.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { type EtcdConnection, prefixEnd } from "./etcd.ts";
 
 /** Default lease TTL of a registration, seconds. */
 export const REGISTRATION_TTL_SECONDS = 10;
@@ -226,7 +227,7 @@ export class ServiceResolver {
   }
 
   /** Keep `balancer`'s nodes equal to the instances; returns an unbind function. */
-  bind(balancer: P2cBalancer<ServiceInstance>): () => void {
+  bind(balancer: { update(nodes: { id: string; value: ServiceInstance }[]): void }): () => void {
     const update = (instances: ServiceInstance[]) =>
       balancer.update(instances.map((instance) => ({ id: instance.id, value: instance })));
     update(this.instances());

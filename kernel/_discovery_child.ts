@@ -3,7 +3,7 @@
  * Args: endpoint prefix service ttlSeconds tcpAddress. Prints `registered <id>` when done.
  * @module
  */
-import { connectEtcd } from "../kernel/etcd.ts";
+import { connectEtcd } from "./etcd.ts";
 import { registerService } from "./discovery.ts";
 
 const [endpoint, prefix, service, ttl, tcp] = Deno.args;
