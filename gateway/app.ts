@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { AppError, type Logger, silentLogger } from "../kernel/mod.ts";
+import { AppError, type Logger, type Registry, silentLogger } from "../kernel/mod.ts";
 import {
   compose,
   type Context,
@@ -66,6 +66,8 @@ export interface GatewayOptions {
   upgrade?: Upgrader;
   /** Reported by /version. */
   version?: string;
+  /** Metrics registry for /metrics (default: a new one); share it with the backends' metrics. */
+  metricsRegistry?: Registry;
 }
 
 /** Everything route factories need. */
@@ -114,7 +116,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     revoked,
   });
-  const metrics = new GatewayMetrics({ hub, breakers });
+  const metrics = new GatewayMetrics(
+    { hub, breakers },
+    options.metricsRegistry ? { registry: options.metricsRegistry } : {},
+  );
   const deps: GatewayDeps = {
     config,
     backends: options.backends,

@@ -8,7 +8,7 @@
  */
 import { type Client, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { AppError, type Logger, silentLogger } from "../kernel/mod.ts";
+import { AppError, type GrpcClientMetrics, type Logger, silentLogger } from "../kernel/mod.ts";
 import { SessionServiceClient } from "../proto/gen/session.ts";
 import { StateSyncServiceClient } from "../proto/gen/statesync.ts";
 import type {
@@ -51,6 +51,8 @@ export interface GrpcBackendsOptions {
   logger?: Logger;
   /** Base backoff before the first retry, ms (default 25). */
   retryBaseMs?: number;
+  /** Records every call attempt (`aetherflow_grpc_client_*`). */
+  metrics?: GrpcClientMetrics;
   /**
    * Relay connections through a local filter that drops HTTP/2 GOAWAY frames (default true):
    * works around a Deno 2.9 node:http2 crash on GOAWAY (see _goaway_filter.ts).
@@ -126,6 +128,11 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
   );
   const retryBaseMs = options.retryBaseMs ?? 25;
 
+  const SERVICE_NAMES: Record<string, string> = {
+    session: "aetherflow.session.v1.SessionService",
+    statesync: "aetherflow.statesync.v1.StateSyncService",
+  };
+
   function caller(service: string, client: Client, target: BackendTarget) {
     return async function call<T>(
       method: string,
@@ -141,7 +148,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
           throw new AppError("DEADLINE_EXCEEDED", `Deadline exceeded before calling ${name}`);
         }
         try {
-          return await options.breakers.run(name, () =>
+          const attemptCall = () =>
             new Promise<T>((resolve, reject) => {
               const metadata = new Metadata();
               if (opts.requestId) metadata.set("x-request-id", opts.requestId);
@@ -150,7 +157,15 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
                 if (error) reject(AppError.from(error));
                 else resolve(response as T);
               });
-            }));
+            });
+          const labels = {
+            service: SERVICE_NAMES[service] ?? service,
+            method: name.split("/")[1]!,
+          };
+          const measured = options.metrics
+            ? () => options.metrics!.measure(labels, attemptCall)
+            : attemptCall;
+          return await options.breakers.run(name, measured);
         } catch (error) {
           const appError = AppError.from(error);
           const rejectedByBreaker = (appError.details as { breaker?: string } | null)?.breaker;

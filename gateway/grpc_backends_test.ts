@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
-import { AppError } from "../kernel/mod.ts";
+import { AppError, createMetricsRegistry, GrpcClientMetrics } from "../kernel/mod.ts";
 import { freePort } from "../kernel/testing.ts";
 import { SessionConfigSchema, startSessionService } from "../session/mod.ts";
 import { startStateSyncService, StateSyncConfigSchema } from "../statesync/mod.ts";
@@ -193,11 +193,13 @@ Deno.test("grpc backends: real session and statesync services, health, rotation,
 
 Deno.test("grpc backends: idempotent calls retry UNAVAILABLE, others do not; deadline and request id reach the server", async () => {
   const server = await scriptedSessionServer();
+  const registry = createMetricsRegistry({ processMetrics: false });
   const backends = await createGrpcBackends({
     session: target(server.address),
     statesync: target(server.address),
     breakers: new BreakerRegistry(),
     retryBaseMs: 1,
+    metrics: new GrpcClientMetrics(registry),
   });
   try {
     const got = await backends.session.getSession({
@@ -205,6 +207,12 @@ Deno.test("grpc backends: idempotent calls retry UNAVAILABLE, others do not; dea
     });
     assert.equal(got.id, "s1");
     assert.equal(server.calls.getSession, 3, "two retries after two UNAVAILABLE");
+    const exposition = await registry.metrics();
+    assert.match(
+      exposition,
+      /aetherflow_grpc_client_handled_total\{service="aetherflow.session.v1.SessionService",method="GetSession",code="UNAVAILABLE"\} 2/,
+    );
+    assert.match(exposition, /method="GetSession",code="OK"\} 1/);
     await assert.rejects(
       backends.session.createSession({
         userId: "u",

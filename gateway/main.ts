@@ -4,7 +4,12 @@
  * SIGINT/SIGTERM close WebSockets and streams, drain requests and exit 0.
  * @module
  */
-import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
+import {
+  createLogger,
+  createMetricsRegistry,
+  GrpcClientMetrics,
+  loadConfigOrExit,
+} from "../kernel/mod.ts";
 import { createGateway } from "./app.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { assertUsableConfig, GatewayConfigSchema } from "./config.ts";
@@ -42,14 +47,23 @@ if (import.meta.main) {
     logger.warn("No users: add one with `deno task user:add`", { file: config.auth.usersFile });
   }
   const breakers = new BreakerRegistry();
+  const metricsRegistry = createMetricsRegistry();
   const backends = await createGrpcBackends({
     session: config.session,
     statesync: config.statesync,
     breakers,
     tunnel: quantumTunnel,
     logger,
+    metrics: new GrpcClientMetrics(metricsRegistry),
   });
-  const gateway = await createGateway({ config, backends, users, breakers, logger });
+  const gateway = await createGateway({
+    config,
+    backends,
+    users,
+    breakers,
+    logger,
+    metricsRegistry,
+  });
   const server = serveGateway(gateway, {
     hostname: config.hostname,
     port: config.port,

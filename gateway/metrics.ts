@@ -11,18 +11,28 @@
  * ```
  * @module
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { createMetricsRegistry } from "../kernel/mod.ts";
 import type { Middleware } from "./_http.ts";
 import type { BreakerRegistry } from "./breaker.ts";
 import type { WsHub } from "./ws_hub.ts";
 
 /** The gateway's metrics. */
 export class GatewayMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   #requests: Counter<"method" | "route" | "status">;
   #duration: Histogram<"method" | "route">;
 
-  constructor(sources: { hub: WsHub; breakers: BreakerRegistry }) {
+  /**
+   * @param sources where WebSocket and breaker numbers come from
+   * @param options.registry the registry to add to (default: a new one with process metrics),
+   *   e.g. shared with the gRPC client metrics of the backends
+   */
+  constructor(
+    sources: { hub: WsHub; breakers: BreakerRegistry },
+    options: { registry?: Registry } = {},
+  ) {
+    this.registry = options.registry ?? createMetricsRegistry();
     const registers = [this.registry];
     this.#requests = new Counter({
       name: "aetherflow_gateway_http_requests_total",
