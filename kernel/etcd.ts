@@ -32,8 +32,11 @@ import { AppError } from "./errors.ts";
 
 /** The etcd part of a service config (a zod schema with defaults). */
 export const etcdConfigSchema = z.object({
-  /** Client URLs, e.g. `http://127.0.0.1:2379`. */
-  endpoints: z.array(z.string().min(1)).min(1).default(["http://127.0.0.1:2379"]),
+  /** Client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is accepted too). */
+  endpoints: z.preprocess(
+    (value) => typeof value === "string" ? value.split(",").map((s) => s.trim()) : value,
+    z.array(z.string().min(1)).min(1),
+  ).default(["http://127.0.0.1:2379"]),
   /** Root of every key this deployment writes (no trailing slash). */
   prefix: z.string().default("/aetherflow"),
   /** How long the start-up check waits for etcd, in ms. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AppError } from "./errors.ts";
-import { connectEtcd, padNumber, prefixEnd } from "./etcd.ts";
+import { connectEtcd, etcdConfigSchema, padNumber, prefixEnd } from "./etcd.ts";
 import { ETCD_BINARY, freePort, needs, startEtcd } from "./testing.ts";
 
 const tools = needs(ETCD_BINARY);
@@ -29,6 +29,16 @@ Deno.test("connectEtcd() fails fast with UNAVAILABLE naming the endpoint when et
     assert.match(error.message, new RegExp(`etcd is unreachable at ${endpoint}`));
     return true;
   });
+});
+
+Deno.test("etcdConfigSchema accepts endpoints as a list or a comma-separated string", () => {
+  assert.deepEqual(etcdConfigSchema.parse({ endpoints: "http://a:1, http://b:2" }).endpoints, [
+    "http://a:1",
+    "http://b:2",
+  ]);
+  assert.deepEqual(etcdConfigSchema.parse({}).endpoints, ["http://127.0.0.1:2379"]);
+  assert.equal(etcdConfigSchema.parse({}).prefix, "/aetherflow");
+  assert.throws(() => etcdConfigSchema.parse({ endpoints: [] }));
 });
 
 Deno.test("prefixEnd() and padNumber() give sortable range bounds", () => {
