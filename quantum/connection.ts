@@ -230,6 +230,8 @@ interface Segment extends SentPacket {
 }
 
 const OVERHEAD = 48;
+/** Most bytes one read of `readable` returns. */
+const READ_CHUNK_BYTES = 64 * 1024;
 /** Minimum tail-loss-probe delay (ms). */
 const TLP_MIN_MS = 2;
 /** Tail loss probes before the RTO may fire (QUIC sends two probes). */
@@ -818,9 +820,8 @@ export class Connection implements QuantumConnection {
   #feedReader(): void {
     const controller = this.#pullPending;
     if (!controller || this.#readableDone) return;
-    const chunk = this.#ready.shift();
+    const chunk = this.#takeReady();
     if (chunk) {
-      this.#readyBytes -= chunk.length;
       this.#pullPending = null;
       controller.enqueue(chunk);
       this.#afterRead(this.#clock.now());
@@ -840,6 +841,32 @@ export class Connection implements QuantumConnection {
     const resolve = this.#pullResolve;
     this.#pullResolve = null;
     resolve?.();
+  }
+
+  /** The waiting in-order payloads, joined up to 64 KiB (one read, not one per packet). */
+  #takeReady(): Uint8Array | undefined {
+    const first = this.#ready.shift();
+    if (!first || this.#ready.length === 0 || first.length >= READ_CHUNK_BYTES) {
+      if (first) this.#readyBytes -= first.length;
+      return first;
+    }
+    let size = first.length;
+    let count = 1;
+    while (count - 1 < this.#ready.length) {
+      const next = this.#ready[count - 1]!;
+      if (size + next.length > READ_CHUNK_BYTES) break;
+      size += next.length;
+      count++;
+    }
+    const joined = new Uint8Array(size);
+    joined.set(first, 0);
+    let offset = first.length;
+    for (const part of this.#ready.splice(0, count - 1)) {
+      joined.set(part, offset);
+      offset += part.length;
+    }
+    this.#readyBytes -= size;
+    return joined;
   }
 
   /** After the reader took data: advertise a reopened window promptly. */
