@@ -64,9 +64,10 @@ const dataFromClient = (log: Sent[], seq?: number) =>
     s.fromClient && s.packet.payload.length > 0 && (seq === undefined || s.packet.seq === seq)
   );
 
-Deno.test("RTO doubles on every expiry, is capped, and resets once new data is acknowledged", async () => {
+Deno.test("RTO doubles on every expiry, is capped, resets once new data is acknowledged; Karn takes no sample", async () => {
   await using s = await setup();
   const baseRto = s.client.stats().rtoMs;
+  const srttBefore = s.client.stats().rttMs;
   assert.equal(baseRto, 20); // SRTT 2 ms + max(1, 4·1) + 5 ms max ACK delay < 20 ms floor
   s.net.filter = (_data, from) => from.port !== 9000; // client → server is black-holed
   const writer = s.client.writable.getWriter();
@@ -90,6 +91,8 @@ Deno.test("RTO doubles on every expiry, is capped, and resets once new data is a
   await s.clock.advance(2100);
   assert.equal(s.client.stats().rtoMs, baseRto);
   assert.equal(s.client.stats().sendBufferedBytes, 0);
+  // Karn's rule: the ACK of a retransmitted packet (first sent ~4 s earlier) gives no sample.
+  assert.equal(s.client.stats().rttMs, srttBefore);
   assert.equal(s.client.state, "open");
 });
 
