@@ -18,6 +18,7 @@ if (import.meta.main) {
     storage: config.storage,
     data_dir: config.storage === "kv" ? config.dataDir : null,
     quantum_port: service.quantumPort,
+    metrics_port: service.metricsPort,
   });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });

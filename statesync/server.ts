@@ -21,7 +21,18 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
 } from "@grpc/grpc-js";
-import { AppError, type Logger, parseId, silentLogger } from "../kernel/mod.ts";
+import { SpanKind, trace } from "@opentelemetry/api";
+import {
+  AppError,
+  contextFromTraceparent,
+  GrpcServerMetrics,
+  grpcServerTracing,
+  type Logger,
+  parseId,
+  recordSpanError,
+  Registry,
+  silentLogger,
+} from "../kernel/mod.ts";
 import { OpError } from "./json0/mod.ts";
 import type { Json, Path } from "./json0/types.ts";
 import type {
@@ -109,7 +120,17 @@ export interface StateSyncServiceOptions {
   maxInFlightPerStream?: number;
   /** Catch-up page size for SubscribeDocument (default 1000). */
   historyPageSize?: number;
+  /** Told about every operation submission (metrics); default: nobody. */
+  applyObserver?: ApplyObserver;
 }
+
+/** Receives the result of every operation submission and its duration. */
+export interface ApplyObserver {
+  /** `result` is undefined when the submission failed. */
+  observeApply(result: ApplyResult | undefined, seconds: number): void;
+}
+
+const tracer = trace.getTracer("aetherflow-statesync");
 
 /** The gRPC service name, as health checks name it. */
 export const STATESYNC_SERVICE_NAME = "aetherflow.statesync.v1.StateSyncService";
@@ -126,6 +147,7 @@ export class StateSyncService {
   #log: Logger;
   #maxInFlight: number;
   #historyPageSize: number;
+  #observer: ApplyObserver | undefined;
   #streams = new Set<{ stop(): Promise<void> }>();
   #closing = false;
 
@@ -137,6 +159,7 @@ export class StateSyncService {
     this.#log = options.logger ?? silentLogger;
     this.#maxInFlight = options.maxInFlightPerStream ?? 4096;
     this.#historyPageSize = options.historyPageSize ?? 1000;
+    this.#observer = options.applyObserver;
   }
 
   /** The handler table for `server.addService(StateSyncServiceService, ...)`. */
@@ -362,7 +385,15 @@ export class StateSyncService {
       clientOpId: operation.clientOpId,
       op: opFromProto(operation.components, `${prefix}operation.components`),
     };
-    const result = await this.#documents.apply(who, input);
+    const started = performance.now();
+    let result: ApplyResult;
+    try {
+      result = await this.#documents.apply(who, input);
+    } catch (error) {
+      this.#observer?.observeApply(undefined, (performance.now() - started) / 1000);
+      throw error;
+    }
+    this.#observer?.observeApply(result, (performance.now() - started) / 1000);
     return {
       operation: operationToProto(result.operation),
       version: result.version,
@@ -568,20 +599,44 @@ export class StateSyncService {
     });
   }
 
-  /** One submit request → its result (errors become an `error` outcome, never a broken stream). */
+  /**
+   * One submit request → its result (errors become an `error` outcome, never a broken stream),
+   * in a server span that continues the request's own `traceparent`.
+   */
   #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
-    return this.#apply(request.apply, "apply.").then(
-      (applied): pb.SubmitResult => ({
-        requestId: request.requestId,
-        outcome: { $case: "applied", value: applied },
-      }),
-      (error): pb.SubmitResult => {
-        const appError = this.#toAppError(error);
-        return {
-          requestId: request.requestId,
-          outcome: { $case: "error", value: { code: appError.code, message: appError.message } },
-        };
+    return tracer.startActiveSpan(
+      `${STATESYNC_SERVICE_NAME}/SubmitOperations`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "rpc.system": "grpc",
+          "rpc.service": STATESYNC_SERVICE_NAME,
+          "rpc.method": "SubmitOperations",
+        },
       },
+      contextFromTraceparent(request.traceparent),
+      (span) =>
+        this.#apply(request.apply, "apply.").then(
+          (applied): pb.SubmitResult => {
+            span.setAttribute("rpc.grpc.status_code", 0);
+            span.end();
+            return { requestId: request.requestId, outcome: { $case: "applied", value: applied } };
+          },
+          (error): pb.SubmitResult => {
+            const appError = this.#toAppError(error);
+            span.setAttribute("rpc.grpc.status_code", appError.code);
+            // Only server faults are span errors; a rejected operation is the caller's.
+            if (appError.httpStatus >= 500) recordSpanError(span, appError);
+            span.end();
+            return {
+              requestId: request.requestId,
+              outcome: {
+                $case: "error",
+                value: { code: appError.code, message: appError.message },
+              },
+            };
+          },
+        ),
     );
   }
 
@@ -701,11 +756,19 @@ export async function startStateSyncServer(
      * crash Deno 2.9's nghttp2 (see `_goaway_guard.ts`; default true).
      */
     guardGoaway?: boolean;
+    /** gRPC call metrics (default: counted on a registry nobody serves). */
+    grpcMetrics?: GrpcServerMetrics;
   } = {},
 ): Promise<RunningServer> {
   const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024 });
   const health = new HealthState([STATESYNC_SERVICE_NAME]);
-  server.addService(pb.StateSyncServiceService, service.handlers());
+  const grpc = options.grpcMetrics ?? new GrpcServerMetrics(new Registry());
+  server.addService(
+    pb.StateSyncServiceService,
+    grpc.instrument(pb.StateSyncServiceService, service.handlers(), {
+      hooks: [grpcServerTracing("aetherflow-statesync")],
+    }),
+  );
   server.addService(HealthService, health.handlers());
   const hostname = options.hostname ?? "127.0.0.1";
   let port: number;

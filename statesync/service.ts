@@ -13,7 +13,13 @@
  */
 import { join } from "node:path";
 import type { Server } from "@grpc/grpc-js";
-import { type Logger, silentLogger } from "../kernel/mod.ts";
+import {
+  createMetricsRegistry,
+  type Logger,
+  type MetricsEndpoint,
+  serveMetrics,
+  silentLogger,
+} from "../kernel/mod.ts";
 import type { StateSyncConfig } from "./config.ts";
 import { DocumentManager } from "./documents.ts";
 import type { DocumentStore } from "./store.ts";
@@ -24,6 +30,8 @@ import { LockManager } from "./locks.ts";
 import { PresenceManager } from "./presence.ts";
 import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
 import type { Clock } from "./_clock.ts";
+import { StateSyncMetrics } from "./metrics.ts";
+import { TracedDocumentStore } from "./_traced_store.ts";
 
 /** Options for {@link startStateSyncService}. */
 export interface StartStateSyncOptions {
@@ -49,6 +57,10 @@ export interface StateSyncHandle extends AsyncDisposable {
   readonly service: StateSyncService;
   /** The grpc-js server. */
   readonly server: Server;
+  /** The service's metrics (served on `metricsPort` when that is set). */
+  readonly metrics: StateSyncMetrics;
+  /** The bound port of the `/metrics` + `/health` endpoint, or null when off. */
+  readonly metricsPort: number | null;
   /**
    * Report NOT_SERVING, end subscription streams (UNAVAILABLE) and submit streams (after
    * their in-flight requests), stop accepting, wait for calls in flight (up to
@@ -79,6 +91,7 @@ export async function startStateSyncService(
   } else {
     store = new MemoryDocumentStore();
   }
+  store = new TracedDocumentStore(store, config.storage === "kv" ? "deno-kv" : "memory");
   const hub = new EventHub({
     maxQueueEvents: config.subscriber.maxQueueEvents,
     maxQueueBytes: config.subscriber.maxQueueBytes,
@@ -107,7 +120,14 @@ export async function startStateSyncService(
     snapshotEvery: config.snapshotEvery,
     ...(clock ? { clock } : {}),
   });
+  const metrics = new StateSyncMetrics(createMetricsRegistry(), {
+    documents,
+    hub,
+    locks,
+    presence,
+  });
   const service = new StateSyncService({
+    applyObserver: metrics,
     documents,
     hub,
     locks,
@@ -117,7 +137,11 @@ export async function startStateSyncService(
   });
   let running: RunningServer;
   try {
-    running = await startStateSyncServer(service, { hostname: config.host, port: config.port });
+    running = await startStateSyncServer(service, {
+      hostname: config.host,
+      port: config.port,
+      grpcMetrics: metrics.grpc,
+    });
   } catch (error) {
     await documents.close();
     locks.close();
@@ -137,6 +161,23 @@ export async function startStateSyncService(
     }
   }
   let closing: Promise<void> | null = null;
+  let metricsEndpoint: MetricsEndpoint | undefined;
+  if (config.metricsPort > 0) {
+    try {
+      metricsEndpoint = serveMetrics(metrics.registry, {
+        hostname: config.host,
+        port: config.metricsPort,
+        healthy: () => closing === null,
+      });
+    } catch (error) {
+      await quantum?.close();
+      await running.close(0);
+      await documents.close();
+      locks.close();
+      presence.close();
+      throw error;
+    }
+  }
   const shutdown = () => {
     closing ??= (async () => {
       await quantum?.close();
@@ -144,6 +185,7 @@ export async function startStateSyncService(
       locks.close();
       presence.close();
       await documents.close();
+      await metricsEndpoint?.close();
       logger.info("Statesync service stopped");
     })();
     return closing;
@@ -159,6 +201,8 @@ export async function startStateSyncService(
     presence,
     service,
     server: running.server,
+    metrics,
+    metricsPort: metricsEndpoint?.port ?? null,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
