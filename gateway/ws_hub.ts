@@ -7,7 +7,14 @@
  * bounded outgoing queue.
  * @module
  */
-import { AppError, isId, type Logger, newId, silentLogger } from "../kernel/mod.ts";
+import {
+  AppError,
+  currentTraceparent,
+  isId,
+  type Logger,
+  newId,
+  silentLogger,
+} from "../kernel/mod.ts";
 import type { DocumentEvent, SubmitResult } from "../proto/gen/statesync.ts";
 import { EventType } from "../proto/gen/statesync.ts";
 import { SessionState } from "../proto/gen/session.ts";
@@ -26,6 +33,7 @@ import {
 import type { Backends, StreamHandle, SubmitStream } from "./backends.ts";
 import type { GatewayConfig } from "./config.ts";
 import { TokenBuckets } from "./rate_limit.ts";
+import { traceWsOperation } from "./ws_tracing.ts";
 import type { TokenService } from "./tokens.ts";
 import { z } from "zod";
 
@@ -531,7 +539,7 @@ export class WsHub {
       return;
     }
     try {
-      await this.#dispatch(conn, message);
+      await traceWsOperation(message.type, () => this.#dispatch(conn, message));
     } catch (error) {
       this.#error(conn, message.id, error);
     }
@@ -961,6 +969,7 @@ export class WsHub {
       try {
         this.#submitStream().send({
           requestId,
+          traceparent: currentTraceparent(),
           apply: {
             actorId: user.id,
             operation: {
