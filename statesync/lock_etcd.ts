@@ -100,6 +100,12 @@ interface Entry {
   modRevision: number;
   lease: string;
   value: StoredLock;
+  /** False while only this instance's own write put it here (the watch event is pending). */
+  announced: boolean;
+  /** For an unannounced entry: it renews a lock already announced. */
+  renewal: boolean;
+  /** Released by this instance; its delete event is pending. */
+  released?: boolean;
 }
 
 /** Locks in etcd, mirrored locally by a watch. */
@@ -315,6 +321,8 @@ export class EtcdLockManager implements LockService {
       await revokeLease(this.#etcd.client, lease);
       throw new AppError("ABORTED", `Lock request ${lockId} vanished while waiting; retry`);
     }
+    const revision = Number(result.header.revision);
+    this.#applyLocal(key, documentId, lockId, createRevision, revision, lease, value);
     await revokeLease(this.#etcd.client, waitLease);
     return toRecord(documentId, lockId, createRevision, value);
   }
@@ -349,6 +357,8 @@ export class EtcdLockManager implements LockService {
       await revokeLease(this.#etcd.client, lease);
       throw new AppError("NOT_FOUND", `Lock ${lockId} not found or expired`);
     }
+    const revision = Number(result.header.revision);
+    this.#applyLocal(key, documentId, lockId, entry.createRevision, revision, lease, value);
     await revokeLease(this.#etcd.client, entry.lease);
     return toRecord(documentId, lockId, entry.createRevision, value);
   }
@@ -375,6 +385,9 @@ export class EtcdLockManager implements LockService {
       );
     }
     await revokeLease(this.#etcd.client, entry.lease);
+    // Stop enforcing it here at once; the watch's delete event removes it and announces it.
+    const mirrored = this.#mirror.get(documentId)?.get(key);
+    if (mirrored !== undefined) mirrored.released = true;
     return toRecord(documentId, lockId, entry.createRevision, entry.value);
   }
 
@@ -387,7 +400,7 @@ export class EtcdLockManager implements LockService {
   list(documentId: string): LockRecord[] {
     const now = this.#clock.now();
     return [...(this.#mirror.get(documentId)?.values() ?? [])]
-      .filter((e) => e.value.state === "held" && e.value.expiresAt > now)
+      .filter((e) => e.value.state === "held" && e.value.expiresAt > now && !e.released)
       .sort((a, b) => a.createRevision - b.createRevision)
       .map((e) => toRecord(e.documentId, e.lockId, e.createRevision, e.value));
   }
@@ -403,7 +416,10 @@ export class EtcdLockManager implements LockService {
   assertCanWrite(documentId: string, actorId: string, paths: readonly Path[], now: number): void {
     for (const entry of this.#mirror.get(documentId)?.values() ?? []) {
       const record = entry.value;
-      if (record.state !== "held" || record.ownerId === actorId || record.expiresAt <= now) {
+      if (
+        record.state !== "held" || record.ownerId === actorId || record.expiresAt <= now ||
+        entry.released
+      ) {
         continue;
       }
       for (const path of paths) {
@@ -447,7 +463,43 @@ export class EtcdLockManager implements LockService {
       modRevision: Number(kv.mod_revision),
       lease: String(kv.lease),
       value: JSON.parse(kv.value.toString()) as StoredLock,
+      announced: true,
+      renewal: false,
     };
+  }
+
+  /**
+   * Put this instance's own successful write into the mirror at once, so its next write
+   * check sees it; the watch event announces it later.
+   */
+  #applyLocal(
+    key: string,
+    documentId: string,
+    lockId: string,
+    createRevision: number,
+    modRevision: number,
+    lease: string,
+    value: StoredLock,
+  ): void {
+    let doc = this.#mirror.get(documentId);
+    if (doc === undefined) {
+      doc = new Map();
+      this.#mirror.set(documentId, doc);
+    }
+    const before = doc.get(key);
+    if (before !== undefined && before.modRevision >= modRevision) return;
+    const renewal = before?.value.state === "held" && before.announced;
+    doc.set(key, {
+      key,
+      documentId,
+      lockId,
+      createRevision,
+      modRevision,
+      lease,
+      value,
+      announced: false,
+      renewal,
+    });
   }
 
   #put(kv: IKeyValue, notify: boolean): void {
@@ -459,10 +511,14 @@ export class EtcdLockManager implements LockService {
       this.#mirror.set(entry.documentId, doc);
     }
     const before = doc.get(entry.key);
+    if (before !== undefined && before.modRevision > entry.modRevision) return;
     doc.set(entry.key, entry);
     if (notify && entry.value.state === "held") {
-      const renewed = before?.value.state === "held";
-      this.#publish("lock_acquired", entry, renewed ? "renewed" : undefined);
+      const renewed = before !== undefined && before.modRevision === entry.modRevision
+        ? !before.announced && before.renewal
+        : before?.value.state === "held";
+      const echo = before?.modRevision === entry.modRevision && before.announced;
+      if (!echo) this.#publish("lock_acquired", entry, renewed ? "renewed" : undefined);
     }
     this.#wake(entry.documentId);
   }

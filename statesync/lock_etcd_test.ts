@@ -203,6 +203,30 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "EtcdLockManager: the acquiring instance enforces a lock at once, and announces each " +
+    "change exactly once" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    await using a = await instance(`/locks/${crypto.randomUUID()}`);
+    const documentId = newId();
+    const lock = await a.locks.acquire("alice", { documentId, ttlMs: 10_000 });
+    // No wait for the watch: the instance's own grant is already in its mirror.
+    assert.throws(
+      () => a.locks.assertCanWrite(documentId, "bob", [["x"]], Date.now()),
+      isAppError("FAILED_PRECONDITION"),
+    );
+    await a.locks.acquire("alice", { documentId, lockId: lock.id, ttlMs: 20_000 });
+    const released = a.next((e) => e.type === "lock_released");
+    await a.locks.release("alice", documentId, lock.id);
+    a.locks.assertCanWrite(documentId, "bob", [["x"]], Date.now());
+    assert.equal(a.locks.isLocked(documentId), undefined);
+    assert.equal((await released).reason, "released");
+    const kinds = a.events.map((e) => `${e.type}${e.reason ? `:${e.reason}` : ""}`);
+    assert.deepEqual(kinds, ["lock_acquired", "lock_acquired:renewed", "lock_released:released"]);
+  },
+});
+
 // Runs last (tests in a file run in order): stop the shared server.
 Deno.test({
   name: "EtcdLockManager: stop the shared etcd" + tools.note,
