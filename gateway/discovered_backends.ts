@@ -26,7 +26,7 @@ import type {
 } from "./backends.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { type ServiceInstance, ServiceResolver } from "../kernel/discovery.ts";
-import { createGrpcBackends, type Tunnel } from "./grpc_backends.ts";
+import { createGrpcBackends, type GrpcBackendsOptions, type Tunnel } from "./grpc_backends.ts";
 import { balancedCall, P2cBalancer, type P2cOptions } from "./p2c.ts";
 
 /** Options for {@link createDiscoveredBackends}. */
@@ -46,6 +46,8 @@ export interface DiscoveredBackendsOptions {
   defaultTimeoutMs?: number;
   /** Clock and random source of the balancers (tests). */
   balancer?: P2cOptions;
+  /** Records every call attempt (shared by all instances' channels). */
+  metrics?: GrpcBackendsOptions["metrics"];
   logger?: Logger;
 }
 
@@ -192,6 +194,7 @@ export async function createDiscoveredBackends(
       breakers: new BreakerRegistry(),
       logger,
       ...(options.tunnel === undefined ? {} : { tunnel: options.tunnel }),
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     });
   };
   const balancerOptions = options.balancer ?? {};
