@@ -27,35 +27,10 @@ import {
   type IRequestOp,
   type ITxnResponse,
 } from "etcd3";
-import { z } from "zod";
 import { AppError } from "./errors.ts";
+import { type EtcdConfig, etcdConfigSchema } from "./etcd_config.ts";
 
-/** The etcd part of a service config (a zod schema with defaults). */
-export const etcdConfigSchema = z.object({
-  /** Client URLs, e.g. `http://127.0.0.1:2379` (a comma-separated string is accepted too). */
-  endpoints: z.preprocess(
-    (value) => typeof value === "string" ? value.split(",").map((s) => s.trim()) : value,
-    z.array(z.string().min(1)).min(1),
-  ).default(["http://127.0.0.1:2379"]),
-  /** Root of every key this deployment writes (no trailing slash). */
-  prefix: z.string().default("/aetherflow"),
-  /** How long the start-up check waits for etcd, in ms. */
-  dialTimeoutMs: z.number().int().positive().default(3000),
-  /** TLS files (PEM); `caFile` alone = server-verified TLS, with cert/key = mutual TLS. */
-  tls: z.object({
-    caFile: z.string().default(""),
-    certFile: z.string().default(""),
-    keyFile: z.string().default(""),
-  }).strict().default({ caFile: "", certFile: "", keyFile: "" }),
-  /** etcd user authentication; empty username = none. */
-  auth: z.object({
-    username: z.string().default(""),
-    password: z.string().default(""),
-  }).strict().default({ username: "", password: "" }),
-}).strict();
-
-/** Parsed etcd settings. */
-export type EtcdConfig = z.infer<typeof etcdConfigSchema>;
+export { type EtcdConfig, etcdConfigSchema };
 
 /** An open etcd client with the deployment's key prefix. */
 export interface EtcdConnection {
