@@ -522,7 +522,17 @@ export class Connection implements QuantumConnection {
   #process(packet: Packet, from: Deno.NetAddr, now: number, recovered: boolean): void {
     const flags = packet.flags;
     if (flags & FLAG.RST) {
-      this.#closeWith({ reason: "reset", message: "connection reset by peer", remote: true });
+      if (this.#onlyFinOutstanding()) {
+        // Both directions are complete except the ACK of our FIN: the peer closed and then
+        // forgot the connection (its linger ended). Nothing was lost.
+        this.#closeWith({
+          reason: "closed",
+          message: "closed (the peer had already forgotten the connection)",
+          remote: true,
+        });
+      } else {
+        this.#closeWith({ reason: "reset", message: "connection reset by peer", remote: true });
+      }
       return;
     }
     if (this.#state === "connecting") {
@@ -693,6 +703,12 @@ export class Connection implements QuantumConnection {
       this.#stats.fastRetransmits += lost.length;
     }
     return lost;
+  }
+
+  /** All our data is acknowledged but the FIN, and the peer's FIN was received. */
+  #onlyFinOutstanding(): boolean {
+    return this.#finSeq >= 0 && this.#sndUna >= this.#finSeq && this.#peerFinSeq >= 0 &&
+      this.#rcvNext > this.#peerFinSeq;
   }
 
   #release(seg: Segment): void {
@@ -1269,10 +1285,7 @@ export class Connection implements QuantumConnection {
     this.#rtoDeadline = Infinity;
     this.#tlpDeadline = Infinity;
     if (!this.#hasOutstanding()) return;
-    if (
-      this.#finSeq >= 0 && this.#sndUna === this.#finSeq && this.#peerFinSeq >= 0 &&
-      this.#rcvNext > this.#peerFinSeq && ++this.#finRetries > FIN_RETRIES
-    ) {
+    if (this.#onlyFinOutstanding() && ++this.#finRetries > FIN_RETRIES) {
       // Everything but our FIN is acknowledged and the peer finished too: the peer has most
       // likely closed (it only closes after seeing our FIN) and stopped answering.
       this.#closeWith({

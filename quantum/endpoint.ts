@@ -106,6 +106,30 @@ interface Linger {
 const RESET_LINGER_MS = 10_000;
 
 const MAX_LINGER = 4096;
+/** Stateless RSTs a listener sends per second at most, for packets of unknown connections. */
+const STATELESS_RESETS_PER_SECOND = 100;
+
+/** A token bucket of `rate` tokens per second, holding at most `rate`. */
+class TokenBucket {
+  #rate: number;
+  #tokens: number;
+  #last = -Infinity;
+
+  constructor(rate: number) {
+    this.#rate = rate;
+    this.#tokens = rate;
+  }
+
+  take(now: number): boolean {
+    if (this.#last !== -Infinity) {
+      this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#last) * this.#rate) / 1000);
+    }
+    this.#last = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
+  }
+}
 
 /** Shared machinery of listeners and dialers. */
 class Endpoint implements ConnectionHost {
@@ -245,6 +269,7 @@ export function listen(options: ListenOptions = {}): QuantumListener {
   const waiters: Array<(conn: Connection | null) => void> = [];
   let accepted = 0;
   let synReceived = 0;
+  const resetBudget = new TokenBucket(STATELESS_RESETS_PER_SECOND);
 
   endpoint.onDatagram = (packet, data, from, now) => {
     const flags = packet.flags;
@@ -268,7 +293,8 @@ export function listen(options: ListenOptions = {}): QuantumListener {
     }
     if (flags & FLAG.URG && packet.handshake && !(flags & FLAG.SYN) && !endpoint.isClosed) {
       if (!jar.verify(packet.handshake.cookie, from, packet.connectionId, now)) {
-        return endpoint.drop("bad_cookie");
+        endpoint.drop("bad_cookie");
+        return statelessReset(packet, from, now);
       }
       if (queue.length >= backlog) return endpoint.drop("backlog_full");
       const conn = new Connection({
@@ -290,6 +316,28 @@ export function listen(options: ListenOptions = {}): QuantumListener {
       return;
     }
     endpoint.drop("unknown_connection");
+    statelessReset(packet, from, now);
+  };
+
+  /**
+   * Tell a peer that still thinks a connection exists (e.g. this listener restarted, or its
+   * cookie no longer verifies) at once, instead of letting it idle out. Rate-limited; never
+   * answers an RST or a SYN; the reply is no larger than a packet it answers, so it cannot
+   * amplify a spoofed flood.
+   */
+  const statelessReset = (packet: Packet, from: Deno.NetAddr, now: number): void => {
+    if (packet.flags & (FLAG.RST | FLAG.SYN) || !resetBudget.take(now)) return;
+    endpoint.send(
+      encodePacket({
+        flags: FLAG.RST | FLAG.ACK,
+        connectionId: packet.connectionId,
+        seq: 0,
+        ack: 0,
+        ackInfo: { window: 0, ackDelayMicros: 0, sack: [] },
+        payload: new Uint8Array(0),
+      }),
+      from,
+    );
   };
 
   const accept = (): Promise<QuantumConnection | null> => {

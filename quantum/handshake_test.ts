@@ -141,3 +141,58 @@ Deno.test("a client whose cookie echo is lost still connects: its data packets c
   await client.close();
   await listener.close();
 });
+
+Deno.test("a client of a restarted listener is reset at once instead of idling out", async () => {
+  const clock = new VirtualClock();
+  const net = new SimNetwork({ clock, impairments: { delayMs: 1 } });
+  const first = listen({ packetConn: net.listen(9000), clock });
+  const client = await dial({ hostname: "10.0.0.1", port: 9000, packetConn: net.listen(), clock });
+  const writer = client.writable.getWriter();
+  await writer.write(new Uint8Array(100));
+  const server = (await first.accept())!;
+  await server.readable.getReader().read();
+  // Crash: the old listener vanishes without its RSTs reaching anyone.
+  net.filter = () => true;
+  await first.close();
+  net.filter = undefined;
+  const restarted = listen({ packetConn: net.listen(9000), clock });
+  const started = clock.now();
+  await writer.write(new Uint8Array(100)).catch(() => {});
+  const info = await client.closed;
+  assert.equal(info.reason, "reset");
+  assert.ok(clock.now() - started < 50, `reset after ${clock.now() - started} ms`);
+  const drops = restarted.stats().drops;
+  assert.equal((drops.unknown_connection ?? 0) + (drops.bad_cookie ?? 0), 1);
+  assert.equal(restarted.stats().connections, 0);
+  await restarted.close();
+});
+
+Deno.test("stateless resets for unknown connections are rate-limited to 100 per second", async () => {
+  const clock = new VirtualClock({ auto: false });
+  const net = new SimNetwork({ clock });
+  const server = net.listen(9000);
+  const listener = listen({ packetConn: server, clock });
+  let resets = 0;
+  net.onSend = (data, from) => {
+    const r = decodePacket(data);
+    if (from.port === 9000 && r.ok && r.packet.flags & FLAG.RST) resets++;
+  };
+  const stray = (id: string) =>
+    encodePacket({
+      flags: FLAG.ACK,
+      connectionId: id,
+      seq: 5,
+      ack: 1,
+      ackInfo: { window: 8, ackDelayMicros: 0, sack: [] },
+      payload: new Uint8Array(10),
+    });
+  for (let i = 0; i < 1000; i++) net.inject(stray(newId()), addr(2000 + i), server.addr);
+  await clock.advance(1);
+  assert.equal(resets, 100);
+  await clock.advance(1000);
+  for (let i = 0; i < 1000; i++) net.inject(stray(newId()), addr(2000 + i), server.addr);
+  await clock.advance(1);
+  assert.equal(resets, 200);
+  assert.equal(listener.stats().drops.unknown_connection, 2000);
+  await listener.close();
+});
