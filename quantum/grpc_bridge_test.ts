@@ -152,3 +152,47 @@ Deno.test("grpc-js calls over Quantum survive 5% loss through the relay", async 
     server.forceShutdown();
   }
 });
+
+Deno.test("grpc-js reconnects through the tunnel after the Quantum server restarts", async () => {
+  const first = startServer();
+  const listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  let bridge = serveGrpcOverQuantum(first, listener);
+  const tunnel = await startQuantumTunnel({
+    hostname: "127.0.0.1",
+    port,
+    handshakeTimeoutMs: 2000,
+  });
+  const client = new Client(tunnel.address, grpc.credentials.createInsecure());
+  const call = (text: string) =>
+    new Promise<Any>((resolve, reject) =>
+      client.echo(
+        { text },
+        (error: grpc.ServiceError | null, reply: Any) => (error ? reject(error) : resolve(reply)),
+      )
+    );
+  let second: grpc.Server | null = null;
+  try {
+    assert.equal((await call("before")).echo, "before");
+    await bridge.close(); // RSTs every Quantum connection: the tunnel closes its TCP side
+    first.forceShutdown();
+    second = startServer();
+    const restarted = listen({ hostname: "127.0.0.1", port });
+    bridge = serveGrpcOverQuantum(second, restarted);
+    // grpc-js sees the TCP connection drop, reconnects to the tunnel, which dials anew.
+    let reply: Any | null = null;
+    for (let attempt = 0; attempt < 20 && !reply; attempt++) {
+      reply = await call("after").catch((e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.UNAVAILABLE);
+        return null;
+      });
+    }
+    assert.equal(reply?.echo, "after");
+    assert.equal(restarted.stats().accepted, 1, "the reply came over a new Quantum connection");
+  } finally {
+    client.close();
+    await tunnel.close();
+    await bridge.close();
+    second?.forceShutdown();
+  }
+});
