@@ -35,6 +35,8 @@ export const SessionConfigSchema = z.object({
   port: port.default(50051),
   /** gRPC over Quantum UDP port; 0 turns the Quantum listener off. */
   quantumPort: port.default(0),
+  /** HTTP port serving Prometheus `/metrics` and `/health`; 0 turns it off. */
+  metricsPort: port.default(0),
   /** Directory holding the KV file `session.kv` (created if missing). */
   dataDir: z.string().min(1).default("data/session"),
   /** Storage backend: "kv" (Deno KV file, the default) or "memory" (lost on exit). */

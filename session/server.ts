@@ -14,7 +14,14 @@
  * @module
  */
 import { type sendUnaryData, Server, type ServerUnaryCall } from "@grpc/grpc-js";
-import { AppError, type Logger, silentLogger } from "../kernel/mod.ts";
+import {
+  AppError,
+  GrpcServerMetrics,
+  grpcServerTracing,
+  type Logger,
+  Registry,
+  silentLogger,
+} from "../kernel/mod.ts";
 import {
   type Session as ProtoSession,
   type SessionServiceServer,
@@ -40,6 +47,8 @@ export interface SessionServerOptions {
   gate?: CallGate;
   /** Options passed to the grpc-js `Server` constructor. */
   serverOptions?: ConstructorParameters<typeof Server>[0];
+  /** gRPC call metrics (default: counted on a registry nobody serves). */
+  grpcMetrics?: GrpcServerMetrics;
 }
 
 const UPDATE_FIELDS = new Set(["state", "metadata", "stats", "connection_id", "server_address"]);
@@ -201,7 +210,14 @@ export function createSessionServer(
   options: SessionServerOptions = {},
 ): Server {
   const server = new Server(options.serverOptions);
-  server.addService(SessionServiceService, sessionServiceHandlers(manager, options));
+  // Every call is counted and runs in a server span continuing the caller's traceparent.
+  const grpc = options.grpcMetrics ?? new GrpcServerMetrics(new Registry());
+  server.addService(
+    SessionServiceService,
+    grpc.instrument(SessionServiceService, sessionServiceHandlers(manager, options), {
+      hooks: [grpcServerTracing("aetherflow-session")],
+    }),
+  );
   const health = options.health ?? new HealthService();
   health.setStatus(SESSION_SERVICE_NAME, "SERVING");
   addHealthService(server, health);

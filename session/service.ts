@@ -13,7 +13,13 @@
  */
 import type { Server } from "@grpc/grpc-js";
 import { join } from "node:path";
-import { type Logger, silentLogger } from "../kernel/mod.ts";
+import {
+  createMetricsRegistry,
+  type Logger,
+  type MetricsEndpoint,
+  serveMetrics,
+  silentLogger,
+} from "../kernel/mod.ts";
 import { CallGate } from "./call_gate.ts";
 import { type GuardedListener, listenGuarded } from "./_goaway_guard.ts";
 import type { Clock } from "./clock.ts";
@@ -22,6 +28,7 @@ import { HealthService } from "./health.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { SessionManager } from "./manager.ts";
 import { MemorySessionStore } from "./memory_store.ts";
+import { MeteredSessionManager, SessionMetrics } from "./metrics.ts";
 import { createSessionServer } from "./server.ts";
 import type { SessionStore } from "./store.ts";
 import { startSweeper } from "./sweeper.ts";
@@ -46,6 +53,10 @@ export interface SessionServiceHandle extends AsyncDisposable {
   readonly health: HealthService;
   /** The grpc-js server. */
   readonly server: Server;
+  /** The service's metrics (served on `metricsPort` when that is set). */
+  readonly metrics: SessionMetrics;
+  /** The bound port of the `/metrics` + `/health` endpoint, or null when off. */
+  readonly metricsPort: number | null;
   /**
    * Drain and stop: health NOT_SERVING, refuse new calls with UNAVAILABLE,
    * wait for calls in flight (up to `shutdownTimeoutMs`), stop the sweeper, close the store.
@@ -80,7 +91,8 @@ export async function startSessionService(
   } else {
     store = new MemorySessionStore();
   }
-  const manager = new SessionManager(store, {
+  const metrics = new SessionMetrics(createMetricsRegistry());
+  const manager = new MeteredSessionManager(store, metrics, {
     ...(options.clock ? { clock: options.clock } : {}),
     defaultTtlSeconds: config.defaultTtlSeconds,
     maxTtlSeconds: config.maxTtlSeconds,
@@ -88,9 +100,28 @@ export async function startSessionService(
     userLimitPolicy: config.userLimitPolicy,
     metadataLimits: config.metadata,
   });
+  metrics.observe(manager);
   const health = new HealthService();
   const gate = new CallGate();
-  const server = createSessionServer(manager, { logger, health, gate });
+  const server = createSessionServer(manager, {
+    logger,
+    health,
+    gate,
+    grpcMetrics: metrics.grpc,
+  });
+  let metricsEndpoint: MetricsEndpoint | undefined;
+  if (config.metricsPort > 0) {
+    try {
+      metricsEndpoint = serveMetrics(metrics.registry, {
+        hostname: config.host,
+        port: config.metricsPort,
+        healthy: () => closing === null,
+      });
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
   let listener: GuardedListener;
   try {
     listener = await listenGuarded(server, { hostname: config.host, port: config.port });
@@ -118,6 +149,7 @@ export async function startSessionService(
       await new Promise((resolve) => setTimeout(resolve, config.shutdownLingerMs));
       await sweeper.stop();
       await store.close();
+      await metricsEndpoint?.close();
       logger.info("Session service stopped");
     })();
     await closing;
@@ -129,6 +161,8 @@ export async function startSessionService(
     manager,
     health,
     server,
+    metrics,
+    metricsPort: metricsEndpoint?.port ?? null,
     shutdown,
     [Symbol.asyncDispose]: () => shutdown(),
   };

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { freePort } from "../kernel/testing.ts";
+import { SessionClient } from "./client.ts";
+import { ManualClock } from "./clock.ts";
+import { SessionConfigSchema } from "./config.ts";
+import { startSessionService } from "./service.ts";
+
+/** The value of the sample `name` whose labels include `labels` (0 when absent). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
+      return Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return 0;
+}
+
+Deno.test("session /metrics counts sessions created, heartbeats, deletions and expirations", async () => {
+  const clock = new ManualClock();
+  const config = SessionConfigSchema.parse({
+    port: 0,
+    storage: "memory",
+    metricsPort: freePort(),
+    sweepIntervalMs: 86_400_000, // the test sweeps itself, on its manual clock
+  });
+  await using service = await startSessionService(config, { clock });
+  assert.equal(service.metricsPort, config.metricsPort);
+  using client = new SessionClient(service.address);
+  await client.ready();
+  const scrape = async () =>
+    await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+  const a = await client.createSession({ userId: "alice", ttlSeconds: 60 });
+  const b = await client.createSession({ userId: "bob", ttlSeconds: 60 });
+  await client.createSession({ userId: "carol", ttlSeconds: 600 });
+  await client.heartbeat({ sessionId: a.session!.id, ttlSeconds: 600 });
+  await client.heartbeat({ sessionId: a.session!.id, ttlSeconds: 600 });
+  await client.deleteSession({ sessionId: b.session!.id });
+  let text = await scrape();
+  assert.equal(sample(text, "aetherflow_session_sessions_created_total"), 3);
+  assert.equal(sample(text, "aetherflow_session_heartbeats_total"), 2);
+  assert.equal(sample(text, "aetherflow_session_sessions_deleted_total"), 1);
+  assert.equal(sample(text, "aetherflow_session_sessions", { state: "active" }), 2);
+  const handled = "aetherflow_grpc_server_handled_total";
+  const svc = { service: "aetherflow.session.v1.SessionService" };
+  assert.equal(sample(text, handled, { ...svc, method: "CreateSession", code: "OK" }), 3);
+  assert.equal(sample(text, handled, { ...svc, method: "Heartbeat", code: "OK" }), 2);
+  await assert.rejects(
+    client.getSession({ selector: { $case: "sessionId", value: b.session!.id } }),
+  );
+  // a (heartbeat to 600 s) and carol (600 s) both expire after 600 s.
+  clock.advance(601_000);
+  assert.equal(await service.manager.sweep(), 2);
+  text = await scrape();
+  assert.equal(sample(text, "aetherflow_session_sessions_expired_total"), 2);
+  assert.equal(sample(text, "aetherflow_session_sessions", { state: "active" }), 0);
+  assert.equal(sample(text, handled, { ...svc, method: "GetSession", code: "NOT_FOUND" }), 1);
+  assert.ok(!text.includes("alice"), "a user id leaked into a label");
+});
