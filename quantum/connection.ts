@@ -125,7 +125,7 @@ export interface ConnectionStats {
   tailLossProbes: number;
   /** Duplicate data packets received. */
   duplicates: number;
-  /** Packets delivered by an FEC hook's recovery. */
+  /** Packets recovered by an FEC hook that delivered data not received otherwise. */
   fecRecovered: number;
   /** Peer address changes. */
   migrations: number;
@@ -314,6 +314,7 @@ export class Connection implements QuantumConnection {
   #outOfOrder = new Map<number, { payload: Uint8Array; fin: boolean }>();
   #ranges: Array<[number, number]> = [];
   #lastReceivedSeq = -1;
+  #dataAccepted = 0;
   #ready: Uint8Array[] = [];
   #readyBytes = 0;
   #oooBytes = 0;
@@ -504,8 +505,9 @@ export class Connection implements QuantumConnection {
             continue;
           }
           if (result.packet.connectionId !== this.id) continue;
-          this.#stats.fecRecovered++;
+          const acceptedBefore = this.#dataAccepted;
           this.#process(result.packet, from, now, true);
+          if (this.#dataAccepted > acceptedBefore) this.#stats.fecRecovered++;
           if (this.#isClosed()) return;
         }
       }
@@ -743,6 +745,7 @@ export class Connection implements QuantumConnection {
       this.#ackImmediate = true;
       return "out_of_window";
     }
+    this.#dataAccepted++;
     if (this.#ackPending === 0) this.#firstUnackedAt = now;
     this.#ackPending++;
     this.#lastReceivedSeq = seq;
