@@ -396,7 +396,8 @@ export async function dial(options: DialOptions): Promise<QuantumConnection> {
     throw new RangeError("Invalid port: expected 1..65535");
   }
   const hostname = await resolveHost(options.hostname);
-  const packetConn = options.packetConn ?? listenUdp({ hostname: "0.0.0.0", port: 0 });
+  const packetConn = options.packetConn ??
+    listenUdp({ hostname: hostname.includes(":") ? "::" : "0.0.0.0", port: 0 });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);
   const conn = new Connection({
