@@ -71,6 +71,7 @@ export class VirtualClock implements Clock {
   #auto: boolean;
   #scheduled = false;
 
+  /** A clock at `options.start` (default 0), auto-advancing unless `auto: false`. */
   constructor(options: VirtualClockOptions = {}) {
     this.#now = options.start ?? 0;
     this.#auto = options.auto ?? true;

@@ -23,6 +23,7 @@ export class CookieJar {
   #validityMs: number;
 
   /**
+   * A jar with its own secret.
    * @param options.secret HMAC key (default 32 random bytes)
    * @param options.validityMs how long a cookie verifies (default 10 s)
    */

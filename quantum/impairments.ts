@@ -72,6 +72,7 @@ export class Impairer {
     corrupted: 0,
   };
 
+  /** An impairer seeded with `impairments.seed` (default 1). @throws {RangeError} on bad settings */
   constructor(impairments: Impairments = {}) {
     this.#config = normalise(impairments);
     this.#random = new Random(this.#config.seed);

@@ -42,6 +42,7 @@ export class UdpPacketConn implements PacketConn {
   /** Send failures (e.g. ECONNREFUSED after an ICMP unreachable). */
   sendErrors = 0;
 
+  /** Wrap an open UDP socket (this object closes it). */
   constructor(socket: Deno.DatagramConn) {
     this.#socket = socket;
   }

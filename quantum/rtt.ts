@@ -41,6 +41,7 @@ export class RttEstimator {
   #hasSample = false;
   #backoff = 0;
 
+  /** An estimator with {@linkcode RTO_DEFAULTS} overridden by `options`. */
   constructor(options: RttOptions = {}) {
     this.#options = { ...RTO_DEFAULTS, ...options };
   }

@@ -42,6 +42,7 @@ export class SimNetwork {
   /** Decide per datagram to bypass impairments and drop (`true`) — for targeted tests. */
   filter?: (data: Uint8Array, from: Deno.NetAddr, to: Deno.NetAddr) => boolean;
 
+  /** An empty network timed by `options.clock`. */
   constructor(options: SimNetworkOptions) {
     this.#clock = options.clock;
     this.#impairer = new Impairer(options.impairments);
@@ -111,6 +112,7 @@ export class SimPacketConn implements PacketConn {
   #waiterBuffer: Uint8Array | null = null;
   #closed = false;
 
+  /** Use {@linkcode SimNetwork.listen} instead. */
   constructor(net: SimNetwork, addr: Deno.NetAddr) {
     this.#net = net;
     this.#addr = addr;

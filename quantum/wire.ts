@@ -132,7 +132,9 @@ export type DecodeResult =
 
 /** A datagram that could not be decoded. */
 export interface DecodeFailure {
+  /** Always false. */
   ok: false;
+  /** Why the datagram was rejected. */
   reason: DecodeError;
 }
 
