@@ -804,15 +804,17 @@ export class WsHub {
           `from_version ${fromVersion} is ahead of ${doc.version}`,
         );
       }
+      // The reply first (the client's starting point), then the live events that arrived
+      // meanwhile; all synchronous, so nothing can slip in between.
       const pending = member.pending ?? [];
       member.pending = null;
-      for (const event of pending) this.#deliver(feed, member, event);
       this.#reply(conn, id, {
         document_id: documentId,
         version: member.lastVersion,
         replayed,
         document: fromVersion === undefined ? documentToJson(doc) : undefined,
       });
+      for (const event of pending) this.#deliver(feed, member, event);
     } catch (error) {
       this.#leaveFeed(conn, documentId);
       throw error;
