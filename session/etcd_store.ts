@@ -12,10 +12,11 @@
  *   concurrent inserts cannot both pass the per-user limit (its mod revision is compared)
  * - `P/x/<expiresAt, 16 digits>/<id>` → session id (expiry index for {@link sweep})
  *
- * Expiry without a sweeper: a session's lease is granted for the time left until
- * `expiresAt` (rounded up to seconds, plus one second), so etcd deletes the session with all
- * its index entries by itself. A change of `expiresAt` (heartbeat) moves every key to a new
- * lease in the same transaction and revokes the old one. Reads still compare `expiresAt`
+ * Expiry without a sweeper: a session's keys sit on a lease that runs out at most ~2 s after
+ * `expiresAt`, so etcd deletes the session with all its index entries by itself. Sessions
+ * expiring in the same second share a lease (one grant per second of expiry, not per
+ * session). A change of `expiresAt` (heartbeat) moves every key to the matching lease in the
+ * same transaction; leases are never revoked, they run out. Reads still compare `expiresAt`
  * with the caller's `now` (the store contract), and {@link EtcdSessionStore.sweep} removes
  * sessions expired by the caller's clock before their lease runs out.
  *
@@ -42,7 +43,6 @@ import {
   padNumber,
   prefixEnd,
   rangeResults,
-  revokeLease,
 } from "../kernel/etcd.ts";
 import { Buffer } from "node:buffer";
 import type { StoredSession } from "./model.ts";
@@ -82,6 +82,8 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
   #prefix: string;
   #owns: boolean;
   #closed = false;
+  /** Shared leases by expiry second (monotonic clock). */
+  #leases = new Map<number, Promise<string>>();
 
   /** Use an open etcd connection (see `connectEtcd`). */
   constructor(etcd: EtcdConnection, options: EtcdSessionStoreOptions = {}) {
@@ -149,15 +151,11 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
         compare.push(etcdCompare.modRevision(this.#k("s", victim.session.id), victim.modRevision));
         ops.push(...(await this.#removalOps(victim.session)));
       }
-      const lease = await grantLease(this.#etcd.client, leaseSeconds(session.expiresAt, now));
+      const lease = await this.#leaseFor(session.expiresAt, now);
       ops.push(...this.#keysOf(session, lease));
       ops.push(etcdOp.put(guardKey, session.id, lease));
-      const result = await etcdTxn(this.#etcd.client, compare, ops);
-      if (result.succeeded) {
-        for (const victim of evicted) await this.#dropLease(victim.lease);
-        return { evicted: evicted.map((v) => v.session.id) };
-      }
-      await this.#dropLease(lease);
+      const result = await this.#txn(compare, ops, lease);
+      if (result?.succeeded) return { evicted: evicted.map((v) => v.session.id) };
     }
     throw new AppError("ABORTED", "Too much contention creating the session; retry");
   }
@@ -202,7 +200,7 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
       const compare = [etcdCompare.modRevision(this.#k("s", id), found.modRevision)];
       const ops: EtcdOp[] = [];
       const newLease = next.expiresAt !== current.expiresAt
-        ? await grantLease(this.#etcd.client, leaseSeconds(next.expiresAt, now))
+        ? await this.#leaseFor(next.expiresAt, now)
         : null;
       const lease = newLease ?? found.lease;
       if (next.connectionId !== current.connectionId) {
@@ -214,7 +212,6 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
           const kv = (await this.#etcd.client.get(key).exec()).kvs[0];
           const holder = kv === undefined ? null : await this.#read(kv.value.toString());
           if (holder !== null && holder.session.id !== id && isLive(holder.session, now)) {
-            if (newLease !== null) await this.#dropLease(newLease);
             throw new AppError(
               "ALREADY_EXISTS",
               "Invalid connection_id: in use by another session",
@@ -235,12 +232,8 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
       }
       // Rewrite every key the session owns: on the new lease when the expiry moved.
       ops.push(...this.#keysOf(next, lease));
-      const result = await etcdTxn(this.#etcd.client, compare, ops);
-      if (result.succeeded) {
-        if (newLease !== null) await this.#dropLease(found.lease);
-        return next;
-      }
-      if (newLease !== null) await this.#dropLease(newLease);
+      const result = await this.#txn(compare, ops, lease);
+      if (result?.succeeded) return next;
     }
     throw new AppError("ABORTED", `Too much contention updating session ${id}; retry`);
   }
@@ -389,18 +382,41 @@ export class EtcdSessionStore implements SessionStore, AsyncDisposable {
       const compare = [etcdCompare.modRevision(this.#k("s", id), found.modRevision)];
       const ops = await this.#removalOps(found.session, compare);
       const result = await etcdTxn(this.#etcd.client, compare, ops);
-      if (result.succeeded) {
-        await this.#dropLease(found.lease);
-        return found.session;
-      }
+      if (result.succeeded) return found.session;
     }
     throw new AppError("ABORTED", `Too much contention removing session ${id}; retry`);
   }
 
-  /** Revoke a lease nothing uses any more (its keys were deleted or moved). */
-  async #dropLease(lease: string): Promise<void> {
-    if (lease === "0") return;
-    await revokeLease(this.#etcd.client, lease);
+  /**
+   * A lease that outlives `expiresAt` (by the caller's clock) by at most ~2 s. Sessions
+   * expiring within the same second share one lease, so a burst of logins or heartbeats costs
+   * one lease grant, not one each; leases are never revoked (a removed session's keys are
+   * deleted, its lease just runs out).
+   */
+  #leaseFor(expiresAt: number, now: number): Promise<string> {
+    const real = performance.now();
+    const bucket = Math.ceil((real + Math.max(0, expiresAt - now)) / 1000);
+    for (const [key] of this.#leases) if (key * 1000 < real) this.#leases.delete(key);
+    let lease = this.#leases.get(bucket);
+    if (lease === undefined) {
+      lease = grantLease(this.#etcd.client, (bucket * 1000 - real) / 1000 + 1);
+      lease.catch(() => this.#leases.delete(bucket));
+      this.#leases.set(bucket, lease);
+    }
+    return lease;
+  }
+
+  /** Run a write transaction on `lease`; null when the lease vanished (retry with a new one). */
+  async #txn(compare: EtcdCompare[], ops: EtcdOp[], lease: string) {
+    try {
+      return await etcdTxn(this.#etcd.client, compare, ops);
+    } catch (error) {
+      if (!/lease not found/i.test(String(error))) throw error;
+      for (const [key, cached] of this.#leases) {
+        if (await cached.catch(() => null) === lease) this.#leases.delete(key);
+      }
+      return null;
+    }
   }
 
   /** Matching sessions with ids after `after`, in id order. */
@@ -448,9 +464,4 @@ function versioned(kv: { value: Buffer; mod_revision: string; lease: string }): 
 
 function lastPart(key: string): string {
   return key.slice(key.lastIndexOf("/") + 1);
-}
-
-/** Lease TTL for a session expiring at `expiresAt`: the time left, rounded up, plus 1 s. */
-function leaseSeconds(expiresAt: number, now: number): number {
-  return Math.max(2, Math.ceil((expiresAt - now) / 1000) + 1);
 }

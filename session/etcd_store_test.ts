@@ -50,7 +50,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "EtcdSessionStore: a heartbeat moves every key to a fresh lease" + tools.note,
+  name: "EtcdSessionStore: a heartbeat moves every key to a lease of the new expiry" + tools.note,
   ignore: tools.ignore,
   async fn() {
     const etcd = await connectEtcd({ endpoints: [(await server()).endpoint], prefix: "/hb" });
@@ -60,14 +60,38 @@ Deno.test({
     await store.insert(record, { now, maxPerUser: 5, onLimit: "refuse" });
     const before = (await etcd.client.get(`${store.prefix}/s/${record.id}`).exec()).kvs[0]!.lease;
     await store.update(record.id, now, (s) => ({ ...s, expiresAt: now + 60_000 }));
-    const kvs = (await etcd.client.getAll().prefix(store.prefix + "/").exec()).kvs;
+    const kvs = (await etcd.client.getAll().prefix(store.prefix + "/").exec()).kvs
+      .filter((kv) => !kv.key.toString().includes("/g/")); // the user's insert guard stays
+    assert.equal(kvs.length, 4); // s, t, u, x
     const leases = new Set(kvs.map((kv) => String(kv.lease)));
     assert.equal(leases.size, 1);
     assert.notEqual([...leases][0], String(before));
     const ttl = await etcd.client.leaseClient.leaseTimeToLive({ ID: [...leases][0]! });
     assert.ok(Number(ttl.TTL) > 55, `lease TTL ${ttl.TTL}`);
-    const old = await etcd.client.leaseClient.leaseTimeToLive({ ID: before });
-    assert.equal(Number(old.TTL), -1); // revoked
+  },
+});
+
+Deno.test({
+  name: "EtcdSessionStore: sessions expiring in the same second share one lease" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    const etcd = await connectEtcd({ endpoints: [(await server()).endpoint], prefix: "/share" });
+    await using store = new EtcdSessionStore(etcd, { ownsConnection: true });
+    const now = Date.now();
+    await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) =>
+          store.insert(makeRecord({ now, userId: `u${i}`, expiresAt: now + 30_000 }), {
+            now,
+            maxPerUser: 5,
+            onLimit: "refuse",
+          }),
+      ),
+    );
+    const kvs = (await etcd.client.getAll().prefix(store.prefix + "/s/").exec()).kvs;
+    assert.equal(kvs.length, 20);
+    assert.equal(new Set(kvs.map((kv) => String(kv.lease))).size, 1);
   },
 });
 
