@@ -51,3 +51,4 @@ export * from "./relay.ts";
 export * from "./hooks.ts";
 export * from "./cookie.ts";
 export * from "./wire.ts";
+export * from "./metrics.ts";
