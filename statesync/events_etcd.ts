@@ -156,6 +156,8 @@ export class EtcdEventBridge implements EventSink {
       kv.key.toString(),
       kv.value.toString(),
     );
+    // Listeners first: a cached copy is dropped before any subscriber hears of the version.
+    for (const listener of [...this.#listeners]) listener(documentId, operation.version);
     this.#hub.publish({
       type: "operation_applied",
       documentId,
@@ -164,7 +166,6 @@ export class EtcdEventBridge implements EventSink {
       userId: operation.authorId,
       operation,
     });
-    for (const listener of [...this.#listeners]) listener(documentId, operation.version);
   }
 
   #event(kv: IKeyValue): void {
