@@ -31,6 +31,7 @@ import { PresenceManager } from "./presence.ts";
 import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
 import type { Clock } from "./_clock.ts";
 import { StateSyncMetrics } from "./metrics.ts";
+import { QuantumMetrics } from "../quantum/mod.ts";
 import { TracedDocumentStore } from "./_traced_store.ts";
 
 /** Options for {@link startStateSyncService}. */
@@ -151,7 +152,9 @@ export async function startStateSyncService(
   let quantum: QuantumEndpoint | undefined;
   if (config.quantumPort > 0) {
     try {
-      quantum = await serveOverQuantum(running.server, config.host, config.quantumPort);
+      quantum = await serveOverQuantum(running.server, config.host, config.quantumPort, {
+        metrics: new QuantumMetrics(metrics.registry),
+      });
     } catch (error) {
       await running.close(0);
       await documents.close();
@@ -224,6 +227,7 @@ async function serveOverQuantum(
   server: Server,
   hostname: string,
   port: number,
+  options: { metrics: QuantumMetrics },
 ): Promise<QuantumEndpoint> {
   const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
   const listen = quantum.listen as
@@ -241,7 +245,11 @@ async function serveOverQuantum(
         "set quantumPort to 0 (gRPC over TCP only)",
     );
   }
-  const listener = listen({ hostname, port });
+  // Measured: the bridge accepts through the metrics' wrapper, so goodput is counted.
+  const listener = options.metrics.observeListener(
+    "statesync",
+    listen({ hostname, port }) as Parameters<QuantumMetrics["observeListener"]>[1],
+  );
   const bridge = await serve(server, listener) as { close?: () => unknown } | undefined;
   return {
     port: listener.addr.port,
