@@ -36,6 +36,9 @@ export interface StackOptions {
    */
   dialSession?: string;
   dialStatesync?: string;
+  /** Ports of the services' Prometheus `/metrics` endpoints (default 0: off). */
+  sessionMetricsPort?: number;
+  statesyncMetricsPort?: number;
   /** Forward children's logs to this process's stderr (default true). */
   logs?: boolean;
   /** Extra environment for every child. */
@@ -86,6 +89,7 @@ function envFor(name: ServiceName, o: StackOptions): Record<string, string> {
       AETHERFLOW_SESSION_PORT: String(o.sessionPort),
       AETHERFLOW_SESSION_DATA_DIR: `${dataDir}/session`,
       AETHERFLOW_SESSION_QUANTUM_PORT: String(sessionQuantum ? o.sessionQuantumPort ?? 0 : 0),
+      AETHERFLOW_SESSION_METRICS_PORT: String(o.sessionMetricsPort ?? 0),
     };
   }
   if (name === "statesync") {
@@ -96,6 +100,7 @@ function envFor(name: ServiceName, o: StackOptions): Record<string, string> {
       AETHERFLOW_STATESYNC_QUANTUM_PORT: String(
         statesyncQuantum ? o.statesyncQuantumPort ?? 0 : 0,
       ),
+      AETHERFLOW_STATESYNC_METRICS_PORT: String(o.statesyncMetricsPort ?? 0),
     };
   }
   const sessionAddress = o.dialSession ??
@@ -243,6 +248,9 @@ if (import.meta.main) {
     statesyncPort: 50052,
     sessionQuantumPort: 50061,
     statesyncQuantumPort: 50062,
+    // Prometheus scrape targets (deploy/prometheus/prometheus.yml); the gateway serves its own.
+    sessionMetricsPort: 9091,
+    statesyncMetricsPort: 9092,
     transport,
     hostname: "0.0.0.0",
   });
@@ -276,6 +284,7 @@ AetherFlow is running (gateway → ${wiring}).
   REST API     ${base}/api/v1   (OpenAPI: ${base}/api/v1/openapi.json)
   WebSocket    ${base.replace("http", "ws")}/ws
   Health       ${base}/health
+  Metrics      ${base}/metrics, http://localhost:9091/metrics (session), :9092 (statesync)
   Data         ${values.data}
   Dev login    ${DEV_USER.username} / ${DEV_USER.password}  (role ${DEV_USER.role})
 
