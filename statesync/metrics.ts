@@ -97,7 +97,7 @@ export class StateSyncMetrics {
     });
     new Counter({
       name: "aetherflow_statesync_transforms_total",
-      help: "Operations transformed against concurrent ones before applying (this process).",
+      help: "Pairwise transforms of an incoming operation past a concurrent one (this process).",
       registers,
       async collect() {
         this.reset();

@@ -17,6 +17,7 @@ import {
   createMetricsRegistry,
   type Logger,
   type MetricsEndpoint,
+  type Registry,
   serveMetrics,
   silentLogger,
 } from "../kernel/mod.ts";
@@ -31,7 +32,7 @@ import { PresenceManager } from "./presence.ts";
 import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
 import type { Clock } from "./_clock.ts";
 import { StateSyncMetrics } from "./metrics.ts";
-import { QuantumMetrics } from "../quantum/mod.ts";
+import type { QuantumMetrics } from "../quantum/mod.ts";
 import { TracedDocumentStore } from "./_traced_store.ts";
 
 /** Options for {@link startStateSyncService}. */
@@ -153,7 +154,7 @@ export async function startStateSyncService(
   if (config.quantumPort > 0) {
     try {
       quantum = await serveOverQuantum(running.server, config.host, config.quantumPort, {
-        metrics: new QuantumMetrics(metrics.registry),
+        registry: metrics.registry,
       });
     } catch (error) {
       await running.close(0);
@@ -227,7 +228,7 @@ async function serveOverQuantum(
   server: Server,
   hostname: string,
   port: number,
-  options: { metrics: QuantumMetrics },
+  options: { registry: Registry },
 ): Promise<QuantumEndpoint> {
   const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
   const listen = quantum.listen as
@@ -245,8 +246,9 @@ async function serveOverQuantum(
         "set quantumPort to 0 (gRPC over TCP only)",
     );
   }
-  // Measured: the bridge accepts through the metrics' wrapper, so goodput is counted.
-  const listener = options.metrics.observeListener(
+  // Measured on the service's registry: the bridge accepts through the metrics' wrapper.
+  const Metrics = quantum.QuantumMetrics as typeof QuantumMetrics;
+  const listener = new Metrics(options.registry).observeListener(
     "statesync",
     listen({ hostname, port }) as Parameters<QuantumMetrics["observeListener"]>[1],
   );
