@@ -157,7 +157,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // stops the gateway first, then the services, so in-flight ops still reach statesync.
     const child = new Deno.Command(SETSID ?? Deno.execPath(), {
       args: SETSID ? [Deno.execPath(), ...denoArgs] : denoArgs,
-      env: { ...options.env, ...envFor(name, options) },
+      // Each process names itself in its OpenTelemetry data (OTEL_DENO=true exports it).
+      env: { OTEL_SERVICE_NAME: `aetherflow-${name}`, ...options.env, ...envFor(name, options) },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
