@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { parse as parseYaml } from "yaml";
 import { freePort, freeUdpPort, readLines, tempDir } from "../kernel/testing.ts";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/health.ts";
 import { build, type BuildTarget, TARGETS, UNSTABLE_FLAGS } from "../deploy/build.ts";
@@ -126,11 +127,18 @@ function quantumPort(): number {
 }
 
 /** Env for a gRPC service bundle listening on the given ports with its data in `dataDir`. */
-function serviceEnv(name: string, port: number, quantumPort: number, dataDir: string) {
+function serviceEnv(
+  name: string,
+  port: number,
+  quantumPort: number,
+  dataDir: string,
+  metricsPort = 0,
+) {
   const prefix = `AETHERFLOW_${name.toUpperCase()}_`;
   return {
     [`${prefix}HOST`]: "127.0.0.1",
     [`${prefix}PORT`]: String(port),
+    [`${prefix}METRICS_PORT`]: String(metricsPort),
     [`${prefix}QUANTUM_PORT`]: String(quantumPort),
     [`${prefix}DATA_DIR`]: dataDir,
     [`${prefix}STORAGE`]: "kv",
@@ -161,6 +169,14 @@ async function api(
   });
   const envelope = await response.json();
   return { status: response.status, data: envelope.data ?? envelope };
+}
+
+/** Series names the prometheus-adapter rules (deploy/kubernetes/prometheus-adapter) read. */
+async function adapterSeries(): Promise<string[]> {
+  const file = new URL("deploy/kubernetes/prometheus-adapter/adapter-config.yaml", ROOT);
+  const configMap = parseYaml(await Deno.readTextFile(file));
+  const rules = parseYaml(configMap.data["config.yaml"]).rules as { seriesQuery: string }[];
+  return rules.map((rule) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(rule.seriesQuery)![0]);
 }
 
 /** Log in through the gateway, create a document, apply an operation and read it back. */
@@ -221,13 +237,21 @@ Deno.test({
     const running: Running[] = [];
     try {
       const ports: Record<string, number> = {};
+      const metricsPorts: Record<string, number> = {};
       for (const name of ["session", "statesync"]) {
         ports[name] = freePort();
+        metricsPorts[name] = freePort();
         running.push(
           await startBundle(bundle(name), {
             name,
             cwd: dir.path,
-            env: serviceEnv(name, ports[name]!, quantumPort(), `${dir.path}/data-${name}`),
+            env: serviceEnv(
+              name,
+              ports[name]!,
+              quantumPort(),
+              `${dir.path}/data-${name}`,
+              metricsPorts[name],
+            ),
             ready: /listening/,
           }),
         );
@@ -240,6 +264,15 @@ Deno.test({
             HealthCheckResponse_ServingStatus.SERVING,
             `${name} health`,
           );
+        }
+      });
+
+      await t.step("session and statesync serve Prometheus /metrics on metricsPort", async () => {
+        for (const name of ["session", "statesync"]) {
+          const response = await fetch(`http://127.0.0.1:${metricsPorts[name]}/metrics`);
+          const text = await response.text();
+          assert.equal(response.status, 200, name);
+          assert.match(text, /^# TYPE \S+ (counter|gauge|histogram)/m, name);
         }
       });
 
@@ -293,6 +326,11 @@ Deno.test({
             }),
           );
           await loginAndEdit(`http://127.0.0.1:${port}`, "alice", "alice-dev-password");
+          // The series the gateway HPA scales on (through prometheus-adapter) is exported.
+          const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          for (const series of await adapterSeries()) {
+            assert.match(metrics, new RegExp(`^${series}(\\{| )`, "m"), series);
+          }
         },
       });
 

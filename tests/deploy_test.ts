@@ -28,8 +28,8 @@ const EXTERNAL_SECRETS = new Set(["aetherflow-jwt", "aetherflow-users"]);
 /** Which config key holds which named container port, per service. */
 const PORT_KEYS: Record<ServiceName, Record<string, string[]>> = {
   gateway: { http: ["port"] },
-  session: { grpc: ["port"], quantum: ["quantumPort"] },
-  statesync: { grpc: ["port"], quantum: ["quantumPort"] },
+  session: { grpc: ["port"], quantum: ["quantumPort"], metrics: ["metricsPort"] },
+  statesync: { grpc: ["port"], quantum: ["quantumPort"], metrics: ["metricsPort"] },
 };
 /** Where each service keeps its Deno KV files (config key), when it has storage. */
 const DATA_DIR_KEY: Partial<Record<ServiceName, string>> = {
@@ -275,6 +275,28 @@ for (const overlay of OVERLAYS) {
           )
         );
       };
+      // Prometheus scrapes every annotated pod on its annotated port, and may.
+      for (const workload of workloads(objects)) {
+        const annotations = workload.spec.template.metadata.annotations ?? {};
+        if (workload.metadata.name !== "etcd") {
+          assert.equal(annotations["prometheus.io/scrape"], "true", workload.metadata.name);
+        }
+        if (annotations["prometheus.io/scrape"] !== "true") continue;
+        const port = Number(annotations["prometheus.io/port"]);
+        const pod = pods.find((p) => p.name === workload.metadata.name)!;
+        assert.ok(containerPort(pod.containers, port), `${pod.name}: scrape port ${port}`);
+        const scrapable = policies.some((policy) =>
+          matches(policy.spec.podSelector.matchLabels, pod.labels) &&
+          (policy.spec.ingress ?? []).some((rule: Obj) =>
+            (rule.from ?? []).some((peer: Obj) =>
+              peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] ===
+                "monitoring" &&
+              peer.podSelector?.matchLabels?.["app.kubernetes.io/name"] === "prometheus"
+            ) && (rule.ports ?? []).some((p: Obj) => p.port === port)
+          )
+        );
+        assert.ok(scrapable, `${pod.name}: Prometheus may not scrape port ${port}`);
+      }
       const defaultDeny = policies.find((p) =>
         Object.keys(p.spec.podSelector).length === 0 && !p.spec.ingress && !p.spec.egress
       );
@@ -285,8 +307,9 @@ for (const overlay of OVERLAYS) {
       }
       for (const [from, to] of flows) {
         const target = pods.find((p) => p.name === to)!;
+        // The service ports proper: gRPC (TCP), Quantum (UDP), etcd's client port.
         const ports = target.containers.flatMap((c) => c.ports ?? []).filter((p: Obj) =>
-          p.name !== "peer"
+          ["grpc", "quantum", "client"].includes(p.name)
         );
         for (const port of ports) {
           assert.ok(allows("egress", from, to, port), `${from} -> ${to} ${port.name} egress`);
