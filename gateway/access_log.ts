@@ -1,6 +1,6 @@
 /**
  * Structured access log middleware: one JSON record per request with method, route,
- * path, status, duration, client IP, user and request id.
+ * path, status, duration, client IP, user, request id and trace id.
  * @module
  */
 import type { Logger } from "../kernel/mod.ts";
@@ -34,6 +34,8 @@ export function accessLog(options: AccessLogOptions): Middleware {
     } finally {
       const fields = {
         request_id: ctx.requestId,
+        // The W3C trace id of the request (set by the tracing middleware), for log ↔ trace.
+        trace_id: ctx.traceparent?.split("-")[1],
         method: req.method,
         route: ctx.route || undefined,
         path: url.pathname,
