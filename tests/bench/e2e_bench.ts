@@ -1,0 +1,546 @@
+/**
+ * End-to-end benchmark (`deno task bench:e2e`): the full topology as `deno task start` runs
+ * it (session, statesync, gateway as separate processes; gRPC over Quantum when the launcher
+ * supports it, else TCP) against the raw `Deno.serve` rebroadcast server
+ * (raw_ws_server.ts, also its own process), on the same workload in the same run:
+ * 100 WebSocket clients on 10 documents sending one-character text inserts at random
+ * offsets, at increasing offered rates until fan-out p99 exceeds 50 ms (or ops are lost,
+ * fail, or fall behind the offered rate).
+ *
+ * Measured from the clients' clock (one process, `performance.now()`): op send → ack, and
+ * op send → receipt at every other subscriber of the document (fan-out). Per step also
+ * the CPU share of every process (/proc), which shows what saturates first.
+ * At the end: every client of a document saw the same versions in order (no gap, no
+ * duplicate, same content hash), and one full replica per document equals the server's
+ * content (gateway) — i.e. every replica converged.
+ *
+ * Flags: `--steps 250,500,1000,...` (ops/s), `--step-seconds 4`, `--clients 100`,
+ * `--documents 10`, `--only gateway|raw`, `--transport quantum|tcp`, `--record` (append the
+ * table to tests/bench/RESULTS.md).
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { freePort, freeUdpPort, readLines, tempDir } from "../../kernel/testing.ts";
+import { DEV_USER, quantumAvailable, startStack } from "../../gateway/start.ts";
+import { LatencyHistogram } from "../load/latency.ts";
+import { listenerPid } from "../load/runner.ts";
+import { LoadWsClient, type ServerMessage } from "../load/ws_client.ts";
+
+/** One offered-rate step's results. */
+export interface StepResult {
+  target: string;
+  offered: number;
+  sent: number;
+  acked: number;
+  achievedOpsPerSecond: number;
+  deliveriesPerSecond: number;
+  ack: { p50: number; p99: number; max: number };
+  fanout: { p50: number; p99: number; max: number };
+  missing: number;
+  errors: number;
+  cpu: Record<string, number>;
+  pass: boolean;
+}
+
+interface Target {
+  name: string;
+  wsUrl: string;
+  token: string;
+  docIds: string[];
+  pids: Record<string, number>;
+}
+
+interface StepStats {
+  ack: LatencyHistogram;
+  fanout: LatencyHistogram;
+  acked: number;
+  deliveries: number;
+  errors: number;
+}
+
+interface ClientState {
+  doc: number;
+  version: number;
+  hash: number;
+  gaps: number;
+  dupes: number;
+  /** Full text replica (first client of each document only). */
+  replica: string | undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function hashStep(hash: number, text: string): number {
+  let h = hash;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+async function cpuTicks(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14, 15)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Run the stepped workload against one target. */
+async function runTarget(
+  target: Target,
+  options: { clients: number; steps: number[]; stepMs: number },
+): Promise<{ steps: StepResult[]; states: ClientState[]; clients: LoadWsClient[] }> {
+  const docCount = target.docIds.length;
+  const docVersion = new Array<number>(docCount).fill(0);
+  const states: ClientState[] = [];
+  const inflight = new Map<
+    string,
+    { at: number; sender: number; remaining: number; acked: boolean; stats: StepStats }
+  >();
+  const clients: LoadWsClient[] = [];
+  for (let i = 0; i < options.clients; i++) {
+    const doc = i % docCount;
+    const state: ClientState = {
+      doc,
+      version: 0,
+      hash: 2166136261,
+      gaps: 0,
+      dupes: 0,
+      replica: i < docCount ? "" : undefined,
+    };
+    states.push(state);
+    const c = await LoadWsClient.connect(target.wsUrl);
+    c.onEvent = (m: ServerMessage, at: number) => {
+      if (m.event !== "operation_applied") return;
+      const version = m.version as number;
+      if (version !== state.version + 1) {
+        if (version <= state.version) state.dupes++;
+        else state.gaps++;
+      }
+      if (version > state.version) {
+        state.version = version;
+        for (const component of m.operation.components as ServerMessage[]) {
+          state.hash = hashStep(state.hash, `${version}:${component.offset}:${component.text};`);
+          if (state.replica !== undefined) {
+            const offset = component.offset as number;
+            state.replica = state.replica.slice(0, offset) + component.text +
+              state.replica.slice(offset);
+          }
+        }
+      }
+      if (version > docVersion[doc]!) docVersion[doc] = version;
+      const key = m.operation.client_op_id as string;
+      const entry = inflight.get(key);
+      if (entry === undefined || entry.sender === i) return;
+      entry.stats.fanout.record(at - entry.at);
+      entry.stats.deliveries++;
+      if (--entry.remaining <= 0 && entry.acked) inflight.delete(key);
+    };
+    const auth = await c.request({ type: "auth", token: target.token });
+    if (auth.type !== "reply") throw new Error(`auth failed: ${JSON.stringify(auth)}`);
+    const sub = await c.request({ type: "subscribe", document_id: target.docIds[doc] });
+    if (sub.type !== "reply") throw new Error(`subscribe failed: ${JSON.stringify(sub)}`);
+    state.version = sub.data.version;
+    clients.push(c);
+  }
+  const audience = clients.map((_, i) => clients.filter((_, j) => j % docCount === i % docCount));
+  const results: StepResult[] = [];
+  let seq = 0;
+  let rr = 0;
+  // Step 0 is a 1 s warm-up at the first rate (JIT, connection pools); it is not reported.
+  const plan = [{ rate: options.steps[0] ?? 100, ms: 1_000, warmup: true }].concat(
+    options.steps.map((rate) => ({ rate, ms: options.stepMs, warmup: false })),
+  );
+  for (const [stepIndex, { rate, ms: stepMs, warmup }] of plan.entries()) {
+    const stats: StepStats = {
+      ack: new LatencyHistogram(),
+      fanout: new LatencyHistogram(),
+      acked: 0,
+      deliveries: 0,
+      errors: 0,
+    };
+    const cpuBefore = Object.fromEntries(
+      await Promise.all(
+        Object.entries(target.pids).map(async ([k, pid]) => [k, await cpuTicks(pid)]),
+      ),
+    );
+    const started = performance.now();
+    let sent = 0;
+    while (true) {
+      const elapsed = performance.now() - started;
+      if (elapsed >= stepMs) break;
+      const due = Math.floor((elapsed * rate) / 1000);
+      while (sent < due) {
+        sent++;
+        const i = rr++ % clients.length;
+        const c = clients[i]!;
+        const doc = i % docCount;
+        const base = docVersion[doc]!;
+        const key = `s${stepIndex}-${seq++}`;
+        const entry = {
+          at: performance.now(),
+          sender: i,
+          remaining: audience[i]!.length - 1,
+          acked: false,
+          stats,
+        };
+        inflight.set(key, entry);
+        c.request({
+          type: "op",
+          document_id: target.docIds[doc],
+          base_version: base,
+          client_op_id: key,
+          components: [{
+            type: "text_insert",
+            path: ["text"],
+            offset: Math.floor(Math.random() * (base + 1)),
+            text: String.fromCharCode(97 + (i % 26)),
+          }],
+        }).then((reply) => {
+          if (reply.type === "ack") {
+            stats.ack.record(performance.now() - entry.at);
+            stats.acked++;
+            entry.acked = true;
+            if (entry.remaining <= 0) inflight.delete(key);
+          } else {
+            stats.errors++;
+            inflight.delete(key);
+          }
+        }, () => {
+          stats.errors++;
+          inflight.delete(key);
+        });
+      }
+      await sleep(1);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const cpuAfter = Object.fromEntries(
+      await Promise.all(
+        Object.entries(target.pids).map(async ([k, pid]) => [k, await cpuTicks(pid)]),
+      ),
+    );
+    // Drain: wait for this step's acks and deliveries (bounded).
+    const drainUntil = performance.now() + 3_000;
+    while (inflight.size > 0 && performance.now() < drainUntil) await sleep(10);
+    let missing = 0;
+    for (const entry of inflight.values()) missing += entry.acked ? entry.remaining : 1;
+    inflight.clear();
+    const ack = stats.ack.summary();
+    const fanout = stats.fanout.summary();
+    const achieved = stats.acked / seconds;
+    const cpu: Record<string, number> = {};
+    for (const key of Object.keys(target.pids)) {
+      cpu[key] = Math.round(((cpuAfter[key]! - cpuBefore[key]!) / 100 / seconds) * 100);
+    }
+    const pass = fanout.p99 <= 50 && missing === 0 && stats.errors === 0 &&
+      achieved >= 0.9 * rate;
+    const result: StepResult = {
+      target: target.name,
+      offered: rate,
+      sent,
+      acked: stats.acked,
+      achievedOpsPerSecond: achieved,
+      deliveriesPerSecond: stats.deliveries / seconds,
+      ack: { p50: ack.p50, p99: ack.p99, max: ack.max },
+      fanout: { p50: fanout.p50, p99: fanout.p99, max: fanout.max },
+      missing,
+      errors: stats.errors,
+      cpu,
+      pass,
+    };
+    if (warmup) continue;
+    results.push(result);
+    console.error(formatRow(result));
+    if (!pass) break;
+  }
+  return { steps: results, states, clients };
+}
+
+function f(ms: number): string {
+  return Number.isNaN(ms) ? "-" : ms.toFixed(1);
+}
+
+function formatRow(r: StepResult): string {
+  return `| ${r.target} | ${r.offered} | ${Math.round(r.achievedOpsPerSecond)} | ${
+    Math.round(r.deliveriesPerSecond)
+  } | ${f(r.ack.p50)} / ${f(r.ack.p99)} / ${f(r.ack.max)} | ${f(r.fanout.p50)} / ${
+    f(r.fanout.p99)
+  } / ${f(r.fanout.max)} | ${r.missing} | ${r.errors} | ${
+    Object.entries(r.cpu).map(([k, v]) => `${k} ${v}`).join(", ")
+  } | ${r.pass ? "yes" : "**no**"} |`;
+}
+
+const HEADER = "| target | offered ops/s | acked ops/s | deliveries/s | ack p50 / p99 / max ms | " +
+  "fan-out p50 / p99 / max ms | missing | errors | CPU % per process | p99 ≤ 50 ms, none lost |\n" +
+  "|---|---|---|---|---|---|---|---|---|---|";
+
+function best(steps: StepResult[]): StepResult | undefined {
+  return steps.filter((s) => s.pass).sort((a, b) =>
+    b.achievedOpsPerSecond - a.achievedOpsPerSecond
+  )[0];
+}
+
+async function machineHeader(): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1] ?? "unknown CPU";
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? NaN);
+  return `# Benchmark results\n\nFirst written ${
+    new Date().toISOString().slice(0, 10)
+  }. Machine: ${navigator.hardwareConcurrency} CPUs (nproc), ${model}, ${
+    (memKb / 2 ** 20).toFixed(1)
+  } GiB RAM; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}). Each section below names its benchmark and task; sections are appended, never rewritten.\n`;
+}
+
+/** Start the raw server as its own process; resolves once it listens. */
+async function startRawProcess(port: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./raw_ws_server.ts", import.meta.url).pathname,
+      "--port",
+      String(port),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const lines = readLines(child.stdout);
+  for await (const line of lines) if (/listening/.test(line)) break;
+  const drained = (async () => {
+    for await (const _ of lines) { /* keep the pipe drained */ }
+  })();
+  return {
+    pid: child.pid,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+      await drained;
+    },
+  };
+}
+
+function checkConvergence(
+  name: string,
+  states: ClientState[],
+  serverDocs?: Array<{ version: number; text: string }>,
+): string[] {
+  const problems: string[] = [];
+  const byDoc = new Map<number, ClientState[]>();
+  for (const s of states) byDoc.set(s.doc, [...(byDoc.get(s.doc) ?? []), s]);
+  for (const [doc, group] of byDoc) {
+    const first = group[0]!;
+    for (const s of group) {
+      if (s.gaps || s.dupes) problems.push(`${name} doc ${doc}: ${s.gaps} gaps, ${s.dupes} dupes`);
+      if (s.version !== first.version || s.hash !== first.hash) {
+        problems.push(`${name} doc ${doc}: replicas differ (v${s.version} vs v${first.version})`);
+      }
+    }
+    const server = serverDocs?.[doc];
+    if (server !== undefined) {
+      if (server.version !== first.version) {
+        problems.push(`${name} doc ${doc}: server v${server.version}, clients v${first.version}`);
+      }
+      if (first.replica !== undefined && first.replica !== server.text) {
+        problems.push(`${name} doc ${doc}: replica text differs from the server's`);
+      }
+    }
+  }
+  return problems;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      steps: {
+        type: "string",
+        default: "250,500,1000,1500,2000,2500,3000,4000,5000,6000,8000,10000",
+      },
+      "step-seconds": { type: "string", default: "4" },
+      clients: { type: "string", default: "100" },
+      documents: { type: "string", default: "10" },
+      only: { type: "string" },
+      transport: { type: "string", default: "quantum" },
+      record: { type: "boolean", default: false },
+    },
+  });
+  const steps = values.steps!.split(",").map(Number);
+  const stepMs = Number(values["step-seconds"]) * 1000;
+  const clientCount = Number(values.clients);
+  const docCount = Number(values.documents);
+  let transport = values.transport === "tcp" ? "tcp" as const : "quantum" as const;
+  let transportNote = "";
+  if (transport === "quantum" && !(await quantumAvailable())) {
+    transport = "tcp";
+    transportNote =
+      " (Quantum requested, but quantum/mod.ts does not export startQuantumTunnel yet, so the launcher uses TCP)";
+  }
+  const all: StepResult[] = [];
+  const notes: string[] = [];
+  const started = performance.now();
+
+  if (values.only !== "raw") {
+    await using dir = await tempDir("aetherflow-e2e-bench-");
+    const ports = { gateway: freePort(), session: freePort(), statesync: freePort() };
+    const stack = await startStack({
+      dataDir: dir.path,
+      gatewayPort: ports.gateway,
+      sessionPort: ports.session,
+      statesyncPort: ports.statesync,
+      sessionQuantumPort: freeUdpPort(),
+      statesyncQuantumPort: freeUdpPort(),
+      transport,
+      logs: false,
+      env: {
+        // Measure the pipeline, not the abuse limits.
+        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__CAPACITY: "1000000",
+        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__REFILL_PER_SECOND: "1000000",
+        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__CAPACITY: "1000000",
+        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__REFILL_PER_SECOND: "1000000",
+        AETHERFLOW_GATEWAY_WS__MESSAGES_PER_SECOND: "1000000",
+      },
+    });
+    try {
+      const base = stack.gatewayUrl;
+      const login = await (await fetch(`${base}/api/v1/auth/login`, {
+        method: "POST",
+        body: JSON.stringify({ username: DEV_USER.username, password: DEV_USER.password }),
+      })).json();
+      const token = login.data.access_token as string;
+      const docIds: string[] = [];
+      for (let d = 0; d < docCount; d++) {
+        const res = await (await fetch(`${base}/api/v1/documents`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+          body: JSON.stringify({ name: `bench-${d}`, type: "text", content: { text: "" } }),
+        })).json();
+        docIds.push(res.data.id);
+      }
+      const pids: Record<string, number> = { generator: Deno.pid };
+      for (const [name, port] of Object.entries(ports)) {
+        const pid = await listenerPid(port);
+        if (pid !== undefined) pids[name] = pid;
+      }
+      console.error(`AetherFlow stack (gRPC over ${transport}${transportNote})`);
+      const run = await runTarget(
+        {
+          name: `AetherFlow (${transport})`,
+          wsUrl: `${base.replace("http", "ws")}/ws`,
+          token,
+          docIds,
+          pids,
+        },
+        { clients: clientCount, steps, stepMs },
+      );
+      all.push(...run.steps);
+      const serverDocs = [];
+      for (const id of docIds) {
+        const doc = await (await fetch(`${base}/api/v1/documents/${id}`, {
+          headers: { authorization: `Bearer ${token}` },
+        })).json();
+        serverDocs.push({ version: doc.data.version, text: doc.data.content?.text ?? "" });
+      }
+      const problems = checkConvergence("AetherFlow", run.states, serverDocs);
+      notes.push(
+        problems.length === 0
+          ? `AetherFlow: all ${clientCount} replicas converged (same versions in order, no gap or duplicate; one full replica per document equals the server's content, ${
+            serverDocs.reduce((n, d) => n + d.version, 0)
+          } ops in total).`
+          : `AetherFlow convergence problems: ${problems.slice(0, 5).join("; ")}`,
+      );
+      for (const c of run.clients) await c.close();
+    } finally {
+      await stack.shutdown();
+    }
+  }
+
+  if (values.only !== "gateway") {
+    const port = freePort();
+    const raw = await startRawProcess(port);
+    try {
+      const docIds = Array.from({ length: docCount }, () => crypto.randomUUID());
+      console.error("raw Deno.serve rebroadcast server");
+      const run = await runTarget(
+        {
+          name: "raw Deno.serve",
+          wsUrl: `ws://127.0.0.1:${port}/ws`,
+          token: "-",
+          docIds,
+          pids: { generator: Deno.pid, raw: raw.pid },
+        },
+        { clients: clientCount, steps, stepMs },
+      );
+      all.push(...run.steps);
+      const problems = checkConvergence("raw", run.states);
+      notes.push(
+        problems.length === 0
+          ? `raw: all ${clientCount} replicas saw the same versions in order (no gap or duplicate).`
+          : `raw convergence problems: ${problems.slice(0, 5).join("; ")}`,
+      );
+      for (const c of run.clients) await c.close();
+    } finally {
+      await raw.stop();
+    }
+  }
+
+  const summary: string[] = [];
+  const targets = [...new Set(all.map((s) => s.target))];
+  const maxes = new Map<string, StepResult | undefined>();
+  for (const t of targets) {
+    const b = best(all.filter((s) => s.target === t));
+    maxes.set(t, b);
+    summary.push(
+      b
+        ? `- ${t}: max sustained ${Math.round(b.achievedOpsPerSecond)} ops/s, ${
+          Math.round(b.deliveriesPerSecond)
+        } deliveries/s (fan-out p99 ${f(b.fanout.p99)} ms, ack p99 ${f(b.ack.p99)} ms)`
+        : `- ${t}: no step passed`,
+    );
+    const at1k = all.find((s) => s.target === t && s.offered === 1000);
+    if (at1k) {
+      summary.push(
+        `  at 1,000 ops/s: ack p99 ${f(at1k.ack.p99)} ms, fan-out p99 ${f(at1k.fanout.p99)} ms`,
+      );
+    }
+  }
+  const [a, b] = targets.map((t) => maxes.get(t));
+  if (a && b && targets.length === 2) {
+    summary.push(
+      `- ratio ${targets[0]} / ${targets[1]}: ${
+        (a.achievedOpsPerSecond / b.achievedOpsPerSecond).toFixed(2)
+      }×`,
+    );
+  }
+  const table = [
+    `${clientCount} WebSocket clients on ${docCount} documents, one-character text inserts at random offsets, ${
+      stepMs / 1000
+    } s per step, load generator in the same box (one process). gateway → services: gRPC over ${transport}${transportNote}.`,
+    "",
+    HEADER,
+    ...all.map(formatRow),
+    "",
+    ...summary,
+    ...notes.map((n) => `- ${n}`),
+    "",
+    `Run took ${((performance.now() - started) / 1000).toFixed(0)} s.`,
+  ].join("\n");
+  console.log(table);
+  if (values.record) {
+    const file = new URL("./RESULTS.md", import.meta.url).pathname;
+    const exists = await Deno.stat(file).then(() => true, () => false);
+    const section =
+      `\n## End-to-end: AetherFlow vs raw Deno.serve WebSocket (\`deno task bench:e2e\`, ${
+        new Date().toISOString().slice(0, 16).replace("T", " ")
+      } UTC)\n\n${table}\n`;
+    if (!exists) await Deno.writeTextFile(file, await machineHeader());
+    await Deno.writeTextFile(file, section, { append: true });
+    console.error(`appended to ${file}`);
+  }
+}
