@@ -40,6 +40,12 @@ export const LATENCY_BUCKETS: readonly number[] = [
   10,
 ];
 
+const LINT_FAILING_DEFAULTS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
 /** Options for {@link createMetricsRegistry}. */
 export interface RegistryOptions {
   /** Register prom-client's default process metrics (default true). */
@@ -59,6 +65,9 @@ export function createMetricsRegistry(options: RegistryOptions = {}): Registry {
   const registry = new Registry();
   if (options.processMetrics !== false) {
     collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+    // Gauges named like counters (promtool: non-counter metrics should not end in _total);
+    // the same numbers stay available as nodejs_active_{handles,requests,resources}.
+    for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
   }
   return registry;
 }

@@ -135,6 +135,8 @@ Deno.test("serveMetrics serves the registry and health, with process metrics", a
   const text = await metrics.text();
   assert.match(text, /^process_cpu_seconds_total \d/m);
   assert.match(text, /^process_resident_memory_bytes \d/m);
+  assert.match(text, /^# TYPE nodejs_active_handles gauge$/m);
+  assert.doesNotMatch(text, /nodejs_active_handles_total/, "a gauge must not end in _total");
   const ok = await fetch(`${base}/health`);
   assert.deepEqual(await ok.json(), { status: "ok" });
   healthy = false;
