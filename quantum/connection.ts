@@ -11,6 +11,7 @@ import type {
   CongestionControllerFactory,
   SentPacket,
 } from "./congestion.ts";
+import { fecHooks, type FecHookStats, type FecOptions } from "./fec_hooks.ts";
 import type { DatagramHooks, DatagramHooksFactory } from "./hooks.ts";
 import { Pacer } from "./pacer.ts";
 import { RttEstimator, type RttOptions } from "./rtt.ts";
@@ -127,6 +128,8 @@ export interface ConnectionStats {
   duplicates: number;
   /** Packets recovered by an FEC hook that delivered data not received otherwise. */
   fecRecovered: number;
+  /** FEC counters of the built-in FEC hooks (absent with custom `datagramHooks`). */
+  fec?: FecHookStats;
   /** Peer address changes. */
   migrations: number;
   /** Drops by reason. */
@@ -144,8 +147,18 @@ export type ConnectionState =
 
 /** Tunables shared by listen() and dial(). */
 export interface ConnectionOptions {
-  /** Congestion controller factory (default NewReno). */
-  congestion?: CongestionControllerFactory;
+  /**
+   * Congestion control: `"bbr"` (BBR v1, the default), `"newreno"`, or a factory for a custom
+   * controller.
+   */
+  congestion?: CongestionControl;
+  /**
+   * Reed-Solomon FEC for the data this side sends (`fec_hooks.ts`): `false` (default) or
+   * options (`{}` = fixed 10 data + 3 parity, 3 ms flush). Receiving FEC needs no option: every
+   * connection decodes FEC packets the peer sends and reports the loss it sees. Ignored when
+   * `datagramHooks` is given.
+   */
+  fec?: false | FecOptions;
   /** Maximum payload per packet in bytes (default and max 1088). */
   maxPayload?: number;
   /** Receive buffer in packets: the most we advertise and buffer (default 1024). */
@@ -162,9 +175,12 @@ export interface ConnectionOptions {
   closeTimeoutMs?: number;
   /** RTO tuning (see rtt.ts). */
   rtt?: RttOptions;
-  /** Datagram hooks (FEC) for each connection. */
+  /** Datagram hooks for each connection; replaces the built-in FEC hooks. */
   datagramHooks?: DatagramHooksFactory;
 }
+
+/** A congestion controller by name, or a factory. */
+export type CongestionControl = "bbr" | "newreno" | CongestionControllerFactory;
 
 /**
  * A reliable, ordered, flow-controlled byte stream over UDP.
@@ -241,6 +257,8 @@ const FIN_RETRIES = 4;
 /** Longest wait between zero-window probes (ms). */
 const PERSIST_MAX_MS = 1000;
 const PACKET_THRESHOLD = 3;
+/** Largest data payload with FEC on: a parity datagram is the longest protected datagram + 52. */
+export const MAX_FEC_PAYLOAD_SIZE = MAX_PAYLOAD_SIZE - 44;
 const MAX_SEQ = 0xfffffff0;
 const EMPTY = new Uint8Array(0);
 
@@ -376,7 +394,11 @@ export class Connection implements QuantumConnection {
     this.#maxAckDelay = o.maxAckDelayMs ?? 5;
     this.#closeTimeout = o.closeTimeoutMs ?? 10_000;
     this.#rtt = new RttEstimator({ maxAckDelay: this.#maxAckDelay, ...o.rtt });
-    this.#hooksFactory = o.datagramHooks;
+    this.#hooksFactory = o.datagramHooks ?? fecHooks(o.fec ?? false);
+    if (o.fec && !o.datagramHooks) {
+      // Parity of the largest data datagram must fit MAX_DATAGRAM_SIZE (PROTOCOL.md, FEC).
+      this.#maxPayload = Math.min(this.#maxPayload, MAX_FEC_PAYLOAD_SIZE);
+    }
     this.#handshakeTimeout = init.handshakeTimeoutMs ?? 10_000;
     this.#state = init.role === "client" ? "connecting" : "open";
     this.#confirmed = init.role === "server";
@@ -451,6 +473,7 @@ export class Connection implements QuantumConnection {
       receiveBufferedBytes: this.#readyBytes + this.#oooBytes,
       ...this.#stats,
       drops: { ...this.#drops },
+      ...(this.#hooks?.stats ? { fec: this.#hooks.stats() } : {}),
     };
   }
 
@@ -511,7 +534,7 @@ export class Connection implements QuantumConnection {
           if (this.#isClosed()) return;
         }
       }
-      if (fec.index >= fec.dataShards) {
+      if (fec.dataShards > 0 && fec.index >= fec.dataShards) {
         if (!hooks?.onReceiveFec) this.countDrop("fec_unsupported");
         this.#afterEvent(now);
         return;
@@ -656,6 +679,7 @@ export class Connection implements QuantumConnection {
       this.#rtoDeadline = this.#hasOutstanding() ? now + this.#rtt.rto() : Infinity;
     }
     if (acked.length > 0 || lost.length > 0) {
+      this.#hooks?.onLossFeedback?.(acked.length, lost.length, now);
       this.#cc.onAck({
         now,
         acked,
@@ -684,11 +708,14 @@ export class Connection implements QuantumConnection {
     this.#lossDeadline = Infinity;
     if (this.#largestAckedTx === 0) return lost;
     const rtt = Math.max(this.#rtt.srtt, this.#rtt.latest);
-    const timeThreshold = Math.max(1, (9 / 8) * rtt);
+    // With FEC a loss is repaired once the group's parity arrives: leave it that long.
+    const tolerance = this.#hooks?.reorderTolerance?.();
+    const packetThreshold = Math.max(PACKET_THRESHOLD, tolerance?.packets ?? 0);
+    const timeThreshold = Math.max(1, (9 / 8) * rtt) + (tolerance?.ms ?? 0);
     for (const seg of this.#segments.values()) {
       if (seg.sacked || !seg.inFlight || seg.txIndex >= this.#largestAckedTx) continue;
       if (
-        this.#largestAckedTx - seg.txIndex >= PACKET_THRESHOLD ||
+        this.#largestAckedTx - seg.txIndex >= packetThreshold ||
         seg.sentAt + timeThreshold <= now // same expression as the deadline below
       ) {
         seg.inFlight = false;
@@ -1021,10 +1048,15 @@ export class Connection implements QuantumConnection {
       sentSomething = true;
     }
     if (
-      !sentSomething && this.#sendQueueBytes === 0 && this.#lostQueue.length === 0 &&
-      this.#bytesInFlight === 0
+      this.#sendQueueBytes === 0 && this.#lostQueue.length === 0 &&
+      this.#bytesInFlight < cwnd
     ) {
+      // Nothing left to send although the window has room: rate samples taken now say more
+      // about the application than about the path.
       this.#cc.onAppLimited(now, this.#bytesInFlight);
+    }
+    if (sentSomething && this.#sendQueueBytes === 0 && this.#lostQueue.length === 0) {
+      this.#hooks?.onIdle?.(now, this.#emitter);
     }
     // Zero window with data waiting and nothing in flight: probe after an RTO.
     const blocked = (this.#sendQueueBytes > 0 || (this.#finQueued && this.#finSeq < 0)) &&
@@ -1134,7 +1166,9 @@ export class Connection implements QuantumConnection {
   #sendControl(extra: number, now: number): void {
     if (this.#state === "connecting") return;
     const flags = extra & FLAG.RST ? FLAG.RST | FLAG.ACK : FLAG.ACK | extra;
-    this.#emitRaw(this.#packet(flags, this.#nextSeq, EMPTY, now), now);
+    const packet = this.#packet(flags, this.#nextSeq, EMPTY, now);
+    if (!(flags & FLAG.RST)) this.#hooks?.onSendAck?.(packet, now);
+    this.#emitRaw(packet, now);
     this.#afterAckSent(now);
   }
 
@@ -1236,6 +1270,7 @@ export class Connection implements QuantumConnection {
     if (now >= this.#lossDeadline) {
       const lost = this.#detectLosses(now);
       if (lost.length > 0) {
+        this.#hooks?.onLossFeedback?.(0, lost.length, now);
         this.#cc.onAck({
           now,
           acked: [],

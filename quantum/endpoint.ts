@@ -24,6 +24,7 @@ import {
   type QuantumConnection,
 } from "./connection.ts";
 import { CookieJar } from "./cookie.ts";
+import { createBbr } from "./bbr.ts";
 import { newReno } from "./newreno.ts";
 import { listenUdp, type PacketConn } from "./packet_conn.ts";
 import {
@@ -240,7 +241,13 @@ class Endpoint implements ConnectionHost {
 }
 
 function resolveOptions(options: ConnectionOptions): CongestionControllerFactory {
-  return options.congestion ?? ((o) => newReno(o));
+  const congestion = options.congestion ?? "bbr";
+  if (typeof congestion === "function") return congestion;
+  if (congestion === "bbr") return (o) => createBbr(o);
+  if (congestion === "newreno") return (o) => newReno(o);
+  throw new TypeError(
+    `Invalid congestion: expected "bbr", "newreno" or a factory, got ${String(congestion)}`,
+  );
 }
 
 /**

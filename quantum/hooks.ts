@@ -12,6 +12,7 @@
  * @module
  */
 import type { Packet } from "./wire.ts";
+import type { FecHookStats } from "./fec_hooks.ts";
 
 /** Sends one datagram to the connection's current peer address. */
 export type Emit = (datagram: Uint8Array) => void;
@@ -36,6 +37,25 @@ export interface DatagramHooks {
   nextDeadline?(): number;
   /** Called at or after `nextDeadline()`, e.g. to flush a partly filled FEC group. */
   onTimer?(now: number, emit: Emit): void;
+  /**
+   * The connection sent its last queued data packet (nothing more is waiting): e.g. close the
+   * open FEC group at once so sparse messages are protected without waiting for a timer.
+   */
+  onIdle?(now: number, emit: Emit): void;
+  /**
+   * Sees every outgoing pure ACK (no data, not RST) before it is encoded; may add the FEC flag
+   * and an FEC extension with `dataShards` 0 (a loss report, PROTOCOL.md).
+   */
+  onSendAck?(packet: Packet, now: number): void;
+  /** Sender-side loss detection: packets newly acknowledged and newly declared lost. */
+  onLossFeedback?(acked: number, lost: number, now: number): void;
+  /**
+   * How long loss detection must wait before declaring a packet lost, beyond its usual 3
+   * packets / 9/8·RTT: with FEC, until the group's parity can have repaired it.
+   */
+  reorderTolerance?(): { packets: number; ms: number } | undefined;
+  /** Counters for `stats().fec`. */
+  stats?(): FecHookStats;
   /** The connection closed. */
   onClose?(): void;
 }

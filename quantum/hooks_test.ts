@@ -62,7 +62,8 @@ Deno.test("datagram hooks see every data datagram, parity reaches the peer's hoo
 
 Deno.test("parity packets without a hook are dropped and counted as fec_unsupported", async () => {
   await using harness = simHarness({ delayMs: 1 });
-  const listener = harness.listen(); // no hooks on the server
+  // Hooks without onReceiveFec replace the built-in FEC decoder: the server cannot take parity.
+  const listener = harness.listen({ datagramHooks: () => ({}) });
   const data = randomBytes(64 * 1024, 43);
   const result = await transfer(harness, data, {
     listener,

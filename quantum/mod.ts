@@ -1,6 +1,7 @@
 /**
  * Quantum: AetherFlow's reliable, ordered, flow-controlled transport over UDP — stateless
- * cookie handshake, SACK, RFC 6298 RTO, pluggable congestion control (NewReno default, BBR),
+ * cookie handshake, SACK, RFC 6298 RTO, pluggable congestion control (BBR default, NewReno),
+ * per-connection Reed-Solomon FEC with adaptive parity,
  * connection migration, Web Streams API with backpressure, and a message API on top.
  * The wire format is specified in `quantum/PROTOCOL.md`.
  *
@@ -28,13 +29,15 @@ export * from "./endpoint.ts";
 export type {
   CloseInfo,
   CloseReason,
+  CongestionControl,
   ConnectionOptions,
   ConnectionState,
   ConnectionStats,
   DropReason,
   QuantumConnection,
 } from "./connection.ts";
-export { closeError } from "./connection.ts";
+export { closeError, MAX_FEC_PAYLOAD_SIZE } from "./connection.ts";
+export * from "./fec_hooks.ts";
 export * from "./messages.ts";
 export * from "./congestion.ts";
 export * from "./newreno.ts";
