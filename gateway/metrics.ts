@@ -22,6 +22,8 @@ export class GatewayMetrics {
   readonly registry: Registry;
   #requests: Counter<"method" | "route" | "status">;
   #duration: Histogram<"method" | "route">;
+  #inFlight: Gauge;
+  #rateLimited: Counter<"policy">;
 
   /**
    * @param sources where WebSocket and breaker numbers come from
@@ -106,6 +108,25 @@ export class GatewayMetrics {
         for (const s of breakers.stats()) this.set({ name: s.name }, s.dropRatio);
       },
     });
+    this.#inFlight = new Gauge({
+      name: "aetherflow_gateway_http_requests_in_flight",
+      help: "HTTP requests being handled.",
+      registers,
+    });
+    let wsRateLimitedSeen = 0;
+    const rateLimited = new Counter({
+      name: "aetherflow_gateway_rate_limited_total",
+      help: "Requests rejected by a rate limit, by policy (ip, user: HTTP 429; websocket).",
+      labelNames: ["policy"],
+      registers,
+      collect() {
+        // The WebSocket limiter counts in the hub; HTTP rejections are counted as they pass.
+        this.inc({ policy: "websocket" }, hub.stats().rateLimited - wsRateLimitedSeen);
+        wsRateLimitedSeen = hub.stats().rateLimited;
+      },
+    });
+    for (const policy of ["ip", "user", "websocket"]) rateLimited.inc({ policy }, 0);
+    this.#rateLimited = rateLimited;
     new Counter({
       name: "aetherflow_gateway_breaker_rejected_total",
       help: "Calls rejected by a backend method's breaker.",
@@ -123,11 +144,16 @@ export class GatewayMetrics {
     return async (req, ctx, next) => {
       const started = performance.now();
       let status = 500;
+      this.#inFlight.inc();
       try {
         const response = await next(req);
         status = response.status;
+        // A rate limiter's 429 names its policy first in RateLimit-Policy: `"ip";q=200;w=2`.
+        const policy = /^"([a-z]+)"/.exec(response.headers.get("ratelimit-policy") ?? "")?.[1];
+        if (status === 429 && policy !== undefined) this.#rateLimited.inc({ policy });
         return response;
       } finally {
+        this.#inFlight.dec();
         const route = ctx.route || "unmatched";
         this.#requests.inc({ method: req.method, route, status: String(status) });
         this.#duration.observe(
