@@ -16,6 +16,7 @@
 import { type sendUnaryData, Server, type ServerUnaryCall } from "@grpc/grpc-js";
 import {
   AppError,
+  currentTraceId,
   GrpcServerMetrics,
   grpcServerTracing,
   type Logger,
@@ -111,7 +112,12 @@ export function sessionServiceHandlers(
         (error: unknown) => {
           const appError = AppError.from(error);
           if (appError.status === "INTERNAL") {
-            logger.error("Session call failed", { method, error: appError.cause ?? error });
+            logger.error("Session call failed", {
+              method,
+              error: appError.cause ?? error,
+              request_id: call.metadata.get("x-request-id")[0]?.toString(),
+              trace_id: currentTraceId(),
+            });
           }
           callback(appError.toServiceError());
         },

@@ -25,6 +25,7 @@ import { SpanKind, trace } from "@opentelemetry/api";
 import {
   AppError,
   contextFromTraceparent,
+  currentTraceId,
   GrpcServerMetrics,
   grpcServerTracing,
   type Logger,
@@ -271,15 +272,20 @@ export class StateSyncService {
       }
       result.then(
         (response) => callback(null, response),
-        (error) => callback(this.#toAppError(error).toServiceError()),
+        (error) =>
+          callback(this.#toAppError(error, call.metadata.get("x-request-id")[0]).toServiceError()),
       );
     };
   }
 
-  #toAppError(error: unknown): AppError {
+  #toAppError(error: unknown, requestId?: unknown): AppError {
     const appError = toAppError(error);
     if (appError.status === "INTERNAL") {
-      this.#log.error("StateSync call failed", { error: appError.cause ?? error });
+      this.#log.error("StateSync call failed", {
+        error: appError.cause ?? error,
+        request_id: typeof requestId === "string" ? requestId : undefined,
+        trace_id: currentTraceId(),
+      });
     }
     return appError;
   }
