@@ -1158,6 +1158,15 @@ Deno.test("gRPC over Quantum: served when quantum/mod.ts has the bridge, else a 
       1,
     ]);
     reader.stream.cancel();
+    // The Quantum listener is measured on the service's registry.
+    const text = await service.metrics.registry.metrics();
+    assert.match(
+      text,
+      /^aetherflow_quantum_connections_accepted_total\{listener="statesync"\} 1$/m,
+    );
+    const goodput = /^aetherflow_quantum_goodput_bytes_total\{listener="statesync"\} (\d+)$/m
+      .exec(text);
+    assert.ok(goodput && Number(goodput[1]) > 0, "requests arrived as goodput");
   } finally {
     client.close();
     await tunnel.close();
