@@ -24,6 +24,7 @@ type Json = any;
 const ROOT = new URL("../", import.meta.url);
 const PROMETHEUS_YML = new URL("deploy/prometheus/prometheus.yml", ROOT).pathname;
 const ALERTS_YML = new URL("deploy/prometheus/alerts.yml", ROOT).pathname;
+const ALERTS_TEST_YML = new URL("deploy/prometheus/alerts_test.yml", ROOT).pathname;
 const DASHBOARD = new URL("deploy/grafana/aetherflow.json", ROOT).pathname;
 
 const promtool = needs("promtool");
@@ -46,7 +47,8 @@ async function run(cmd: string, args: string[], stdin?: string) {
 }
 
 Deno.test({
-  name: "promtool accepts the Prometheus scrape config and the alert rules" + promtool.note,
+  name: "promtool accepts the Prometheus scrape config and the alert rules, and the rules fire " +
+    "as their unit tests expect" + promtool.note,
   ignore: promtool.ignore,
   async fn() {
     const config = await run("promtool", ["check", "config", PROMETHEUS_YML]);
@@ -54,6 +56,9 @@ Deno.test({
     const rules = await run("promtool", ["check", "rules", ALERTS_YML]);
     assert.equal(rules.code, 0, rules.text);
     assert.match(rules.text, /SUCCESS: \d+ rules found/);
+    const unit = await run("promtool", ["test", "rules", ALERTS_TEST_YML]);
+    assert.equal(unit.code, 0, unit.text);
+    assert.match(unit.text, /SUCCESS/);
   },
 });
 
