@@ -16,6 +16,7 @@
  * @module
  */
 import { Counter, Gauge, GrpcServerMetrics, type Registry } from "../kernel/mod.ts";
+import { type QuantumListener, QuantumMetrics } from "../quantum/mod.ts";
 import {
   type CreateSessionInput,
   SessionManager,
@@ -40,6 +41,7 @@ export class SessionMetrics {
   /** Sessions deleted by a caller. */
   readonly deleted: Counter;
   #live: Gauge<"state">;
+  #quantum: QuantumMetrics | undefined;
   #manager: { count(query: { state: "active" | "idle" }): Promise<number> } | undefined;
 
   constructor(registry: Registry) {
@@ -80,6 +82,15 @@ export class SessionMetrics {
         }
       },
     });
+  }
+
+  /**
+   * Measure the service's Quantum listener on this registry (`aetherflow_quantum_*`,
+   * listener="session"); use the returned listener in place of `listener`.
+   */
+  observeQuantum(listener: QuantumListener): QuantumListener {
+    this.#quantum ??= new QuantumMetrics(this.registry);
+    return this.#quantum.observeListener("session", listener);
   }
 
   /** Read the live-session gauges from `manager` on every scrape. */

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { freePort } from "../kernel/testing.ts";
+import { createMetricsRegistry } from "../kernel/mod.ts";
+import { dial, listen } from "../quantum/mod.ts";
 import { SessionClient } from "./client.ts";
 import { ManualClock } from "./clock.ts";
 import { SessionConfigSchema } from "./config.ts";
 import { startSessionService } from "./service.ts";
+import { SessionMetrics } from "./metrics.ts";
 
 /** The value of the sample `name` whose labels include `labels` (0 when absent). */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -56,4 +59,29 @@ Deno.test("session /metrics counts sessions created, heartbeats, deletions and e
   assert.equal(sample(text, "aetherflow_session_sessions", { state: "active" }), 0);
   assert.equal(sample(text, handled, { ...svc, method: "GetSession", code: "NOT_FOUND" }), 1);
   assert.ok(!text.includes("alice"), "a user id leaked into a label");
+});
+
+Deno.test("SessionMetrics.observeQuantum measures a Quantum listener on the session registry", async () => {
+  const metrics = new SessionMetrics(createMetricsRegistry({ processMetrics: false }));
+  const listener = metrics.observeQuantum(listen({ hostname: "127.0.0.1", port: 0 }));
+  try {
+    const served = (async () => {
+      const conn = (await listener.accept())!;
+      let bytes = 0;
+      for await (const chunk of conn.readable) bytes += chunk.length;
+      await conn.close();
+      return bytes;
+    })();
+    const client = await dial({ hostname: "127.0.0.1", port: listener.addr.port });
+    const writer = client.writable.getWriter();
+    await writer.write(new Uint8Array(5000).fill(1));
+    await writer.close();
+    assert.equal(await served, 5000);
+    await client.close();
+    const text = await metrics.registry.metrics();
+    assert.match(text, /^aetherflow_quantum_connections_accepted_total\{listener="session"\} 1$/m);
+    assert.match(text, /^aetherflow_quantum_goodput_bytes_total\{listener="session"\} 5000$/m);
+  } finally {
+    await listener.close();
+  }
 });
