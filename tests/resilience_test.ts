@@ -461,6 +461,105 @@ Deno.test("resilience: an abusive client trips its rate limit while the other cl
   for (const w of writers) await w.close();
 });
 
+/** A WebSocket text frame as a client sends it (masked). */
+function clientFrame(text: string): Uint8Array {
+  const payload = new TextEncoder().encode(text);
+  const n = payload.length;
+  const header = n < 126 ? [0x81, 0x80 | n] : [0x81, 0x80 | 126, n >> 8, n & 255];
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const frame = new Uint8Array(header.length + 4 + n);
+  frame.set(header, 0);
+  frame.set(mask, header.length);
+  for (let i = 0; i < n; i++) frame[header.length + 4 + i] = payload[i]! ^ mask[i % 4]!;
+  return frame;
+}
+
+Deno.test("resilience: a subscriber that stops reading is closed as a slow consumer while the others keep receiving everything", async () => {
+  await using dir = await tempDir("aetherflow-resilience-b2-");
+  await using stack = await startStack(stackOptions(dir.path));
+  const base = stack.gatewayUrl;
+  const { token, ids } = await loginAndCreate(base, 4);
+  const wsUrl = `${base.replace("http", "ws")}/ws`;
+  // The stalled client: a raw TCP WebSocket that authenticates, subscribes to all four
+  // documents and then never reads again.
+  const port = Number(new URL(base).port);
+  const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  await stalled.write(new TextEncoder().encode(
+    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  ));
+  const head = new Uint8Array(1024);
+  const got = await stalled.read(head);
+  assert.match(new TextDecoder().decode(head.subarray(0, got ?? 0)), /^HTTP\/1.1 101/);
+  await stalled.write(clientFrame(JSON.stringify({ type: "auth", id: 1, token })));
+  for (const [i, id] of ids.entries()) {
+    await stalled.write(
+      clientFrame(JSON.stringify({ type: "subscribe", id: 2 + i, document_id: id })),
+    );
+  }
+  // One healthy writer per document sends 30 KB inserts, each followed by its delete (the
+  // documents stay small; every insert event is ~30 KB for each subscriber).
+  const writers = await Promise.all(ids.map(async (id) => {
+    const c = await LoadWsClient.connect(wsUrl);
+    await c.request({ type: "auth", token });
+    const sub = await c.request({ type: "subscribe", document_id: id });
+    const state = { c, id, version: sub.data.version as number, received: 0, acked: 0 };
+    c.onEvent = (m) => {
+      if (m.event === "operation_applied") state.received++;
+    };
+    return state;
+  }));
+  const statsNow = async () => (await api(base, "GET", "/ws/stats", token)) as ServerMessage;
+  const big = "x".repeat(30_000);
+  const deadline = performance.now() + 30_000;
+  let closed = false;
+  while (!closed && performance.now() < deadline) {
+    await Promise.all(writers.map(async (w) => {
+      for (
+        const components of [
+          [{ type: "text_insert", path: ["text"], offset: 0, text: big }],
+          [{ type: "text_delete", path: ["text"], offset: 0, length: big.length }],
+        ]
+      ) {
+        const ack = await w.c.request({
+          type: "op",
+          document_id: w.id,
+          base_version: w.version,
+          components,
+        });
+        assert.equal(ack.type, "ack", JSON.stringify(ack).slice(0, 200));
+        w.version = ack.version;
+        w.acked++;
+      }
+    }));
+    closed = (await statsNow()).slowConsumersClosed >= 1;
+  }
+  const stats = await statsNow();
+  const acked = writers.reduce((n, w) => n + w.acked, 0);
+  console.log(
+    `slow consumer closed after ${acked} ops (~${Math.round((acked / 2) * 30 / 1024)} MiB of ` +
+      `insert events queued to it); connections now ${stats.connections}`,
+  );
+  assert.equal(stats.slowConsumersClosed, 1, "the stalled subscriber was not closed");
+  assert.equal(stats.connections, writers.length, "only the stalled socket was closed");
+  // The healthy writers got every event of their document (their own ops, echoed).
+  const done = until(
+    "writers received all their events",
+    () => writers.every((w) => w.received >= w.acked),
+  );
+  for (const w of writers) {
+    w.c.onEvent = (m) => {
+      if (m.event === "operation_applied") w.received++;
+      done.poke();
+    };
+  }
+  done.poke();
+  await done.promise;
+  stalled.close();
+  for (const w of writers) await w.c.close();
+});
+
 const quantumReady = await quantumAvailable();
 const relayModule = await import("../quantum/mod.ts") as Record<string, unknown>;
 const relayReady = typeof relayModule.startRelay === "function";

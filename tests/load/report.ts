@@ -9,6 +9,14 @@ function ms(value: number): string {
   return Number.isNaN(value) ? "-" : value < 10 ? value.toFixed(2) : value.toFixed(1);
 }
 
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1);
+}
+
+function signed(value: number): string {
+  return `${value >= 0 ? "+" : ""}${value.toFixed(1)}`;
+}
+
 function pct(value: number): string {
   return `${(value * 100).toFixed(2)}%`;
 }
@@ -91,9 +99,11 @@ export function formatReport(r: LoadReport): string {
     const m = r.memory;
     lines.push(
       "",
-      `Gateway RSS (pid ${m.pid}): ${(m.rssStartBytes / 2 ** 20).toFixed(1)} → ${
-        (m.rssEndBytes / 2 ** 20).toFixed(1)
-      } MiB (${m.growthPercent >= 0 ? "+" : ""}${m.growthPercent.toFixed(1)}%)`,
+      `Gateway RSS (pid ${m.pid}): start ${mib(m.rssStartBytes)}, warm (20% in) ${
+        mib(m.rssWarmBytes)
+      }, end ${mib(m.rssEndBytes)} MiB; growth ${signed(m.growthPercent)}% from start, ${
+        signed(m.growthSinceWarmPercent)
+      }% from warm`,
     );
   }
   return lines.join("\n");

@@ -104,8 +104,13 @@ export interface WebSocketReport {
 export interface MemoryReport {
   pid: number;
   rssStartBytes: number;
+  /** RSS once warmed up (sampled at 20% of the run), the baseline for leak checks. */
+  rssWarmBytes: number;
   rssEndBytes: number;
+  /** End vs start. */
   growthPercent: number;
+  /** End vs warm. */
+  growthSinceWarmPercent: number;
 }
 
 /** The final report. */
@@ -366,8 +371,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
   let lastCount = 0;
   let lastAt = start;
+  let rssWarm: number | undefined;
+  let rssWarmSampling = false;
   const progress = setInterval(() => {
     const now = performance.now();
+    if (memoryPid !== undefined && !rssWarmSampling && now - start >= durationMs * 0.2) {
+      rssWarmSampling = true;
+      rssBytes(memoryPid).then((bytes) => rssWarm = bytes);
+    }
     options.onProgress?.({
       scenario: scenario.name,
       elapsedMs: now - start,
@@ -708,11 +719,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   if (memoryPid !== undefined && rssStart !== undefined) {
     const rssEnd = await rssBytes(memoryPid);
     if (rssEnd !== undefined) {
+      const warm = rssWarm ?? rssStart;
       report.memory = {
         pid: memoryPid,
         rssStartBytes: rssStart,
+        rssWarmBytes: warm,
         rssEndBytes: rssEnd,
         growthPercent: ((rssEnd - rssStart) / rssStart) * 100,
+        growthSinceWarmPercent: ((rssEnd - warm) / warm) * 100,
       };
     }
   }
