@@ -38,6 +38,12 @@ import {
 
 /** Options for {@linkcode listen}. */
 export interface ListenOptions extends ConnectionOptions {
+  /**
+   * Raise the UDP socket's kernel receive buffer (`SO_RCVBUF`, e.g. 4 MiB) so bursts are not
+   * dropped by the kernel; needs `--allow-ffi`, Linux, capped by `net.core.rmem_max`. Default:
+   * the kernel's default. Ignored with `packetConn`.
+   */
+  receiveBufferBytes?: number;
   /** UDP port (default 0: any). Ignored with `packetConn`. */
   port?: number;
   /** Bind address (default "0.0.0.0"). Ignored with `packetConn`. */
@@ -54,6 +60,12 @@ export interface ListenOptions extends ConnectionOptions {
 
 /** Options for {@linkcode dial}. */
 export interface DialOptions extends ConnectionOptions {
+  /**
+   * Raise the UDP socket's kernel receive buffer (`SO_RCVBUF`, e.g. 4 MiB) so bursts are not
+   * dropped by the kernel; needs `--allow-ffi`, Linux, capped by `net.core.rmem_max`. Default:
+   * the kernel's default. Ignored with `packetConn`.
+   */
+  receiveBufferBytes?: number;
   /** Server host name or IP. */
   hostname: string;
   /** Server UDP port. */
@@ -264,7 +276,13 @@ function resolveOptions(options: ConnectionOptions): CongestionControllerFactory
  */
 export function listen(options: ListenOptions = {}): QuantumListener {
   const packetConn = options.packetConn ??
-    listenUdp({ hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 0 });
+    listenUdp({
+      hostname: options.hostname ?? "0.0.0.0",
+      port: options.port ?? 0,
+      ...(options.receiveBufferBytes === undefined
+        ? {}
+        : { receiveBufferBytes: options.receiveBufferBytes }),
+    });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);
   const jar = new CookieJar(options.cookieSecret ? { secret: options.cookieSecret } : {});
@@ -404,7 +422,13 @@ export async function dial(options: DialOptions): Promise<QuantumConnection> {
   }
   const hostname = await resolveHost(options.hostname);
   const packetConn = options.packetConn ??
-    listenUdp({ hostname: hostname.includes(":") ? "::" : "0.0.0.0", port: 0 });
+    listenUdp({
+      hostname: hostname.includes(":") ? "::" : "0.0.0.0",
+      port: 0,
+      ...(options.receiveBufferBytes === undefined
+        ? {}
+        : { receiveBufferBytes: options.receiveBufferBytes }),
+    });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);
   const conn = new Connection({

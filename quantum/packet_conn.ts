@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { setReceiveBuffer } from "./_sockopt.ts";
 
 /** A datagram socket: the only I/O Quantum needs. */
 export interface PacketConn {
@@ -98,11 +99,21 @@ export class UdpPacketConn implements PacketConn {
 }
 
 /** Bind a UDP socket and wrap it in a {@linkcode UdpPacketConn}. */
-export function listenUdp(options: { hostname?: string; port?: number } = {}): UdpPacketConn {
+export function listenUdp(
+  options: { hostname?: string; port?: number; receiveBufferBytes?: number } = {},
+): UdpPacketConn {
   const socket = Deno.listenDatagram({
     hostname: options.hostname ?? "0.0.0.0",
     port: options.port ?? 0,
     transport: "udp",
   });
+  if (options.receiveBufferBytes !== undefined) {
+    try {
+      setReceiveBuffer((socket.addr as Deno.NetAddr).port, options.receiveBufferBytes);
+    } catch (error) {
+      socket.close();
+      throw error;
+    }
+  }
   return new UdpPacketConn(socket);
 }

@@ -138,22 +138,37 @@ export interface DecodeFailure {
   reason: DecodeError;
 }
 
+/** Slicing-by-8 tables: table k maps a byte to its CRC contribution k bytes further on. */
 const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
+  const table = new Uint32Array(8 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
     table[n] = c >>> 0;
+  }
+  for (let k = 1; k < 8; k++) {
+    for (let n = 0; n < 256; n++) {
+      const prev = table[(k - 1) * 256 + n]!;
+      table[k * 256 + n] = (prev >>> 8) ^ table[prev & 0xff]!;
+    }
   }
   return table;
 })();
 
 /** CRC-32C (Castagnoli) of `bytes`; `crc32c("123456789")` is `0xe3069283`. */
 export function crc32c(bytes: Uint8Array): number {
+  const t = CRC_TABLE;
   let crc = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) {
-    crc = CRC_TABLE[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
+  let i = 0;
+  const whole = bytes.length - (bytes.length % 8);
+  for (; i < whole; i += 8) {
+    const one = crc ^
+      (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+    crc = t[1792 + (one & 0xff)]! ^ t[1536 + ((one >>> 8) & 0xff)]! ^
+      t[1280 + ((one >>> 16) & 0xff)]! ^ t[1024 + (one >>> 24)]! ^ t[768 + bytes[i + 4]!]! ^
+      t[512 + bytes[i + 5]!]! ^ t[256 + bytes[i + 6]!]! ^ t[bytes[i + 7]!]!;
   }
+  for (; i < bytes.length; i++) crc = t[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }
 
@@ -174,11 +189,23 @@ export function uuidFromBytes(bytes: Uint8Array, offset = 0): string {
  * @throws {TypeError} when `id` is not a UUID string
  */
 export function uuidToBytes(id: string, target = new Uint8Array(16), offset = 0): Uint8Array {
-  const hex = id.replaceAll("-", "");
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new TypeError("Invalid connection id: expected a UUID");
-  for (let i = 0; i < 16; i++) target[offset + i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  if (id !== lastUuid) {
+    // Every packet of a connection encodes the same id: parse it once.
+    const hex = id.replaceAll("-", "");
+    if (!/^[0-9a-fA-F]{32}$/.test(hex)) {
+      throw new TypeError("Invalid connection id: expected a UUID");
+    }
+    const bytes = new Uint8Array(16);
+    for (let i = 0; i < 16; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+    lastUuid = id;
+    lastUuidBytes = bytes;
+  }
+  target.set(lastUuidBytes, offset);
   return target;
 }
+
+let lastUuid = "";
+let lastUuidBytes = new Uint8Array(16);
 
 /** True when a UUID string has version 7 and the RFC 9562 variant. */
 export function isUuidV7(id: string): boolean {
