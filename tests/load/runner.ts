@@ -411,7 +411,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     } else if (scenario.kind === "ratelimit") {
       await Promise.all(Array.from({ length: concurrency }, () => rateLimitWorker()));
     } else if (scenario.kind === "auth") {
-      await Promise.all(Array.from({ length: concurrency }, () => authWorker()));
+      await Promise.all(Array.from({ length: concurrency }, (_, w) => authWorker(w)));
     } else {
       ws = await websocketRun();
     }
@@ -476,9 +476,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     }
   }
 
-  async function authWorker(): Promise<void> {
+  async function authWorker(w: number): Promise<void> {
     const isUnauthorized = (s: number) => s === 401;
-    let cycle = 0;
+    // Odd workers start with the reuse cycle, so a short run covers both kinds of cycle.
+    let cycle = w;
     while (await slot()) {
       const loggedIn = await measured("auth.login", "POST", "/api/v1/auth/login", {
         body: { username, password },
