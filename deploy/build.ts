@@ -78,6 +78,8 @@ export interface BuildOptions {
   target?: string;
   /** The deno executable (default: the one running this script). */
   deno?: string;
+  /** Targets to choose from (default {@link TARGETS}). */
+  targets?: readonly BuildTarget[];
 }
 
 /** A built artifact. */
@@ -100,7 +102,7 @@ const ASSET = /\.(json|html|css|js|svg|png|ico|txt|wasm)$/;
 export async function build(mode: BuildMode, options: BuildOptions = {}): Promise<Artifact[]> {
   const outDir = resolve(options.outDir ?? "dist");
   const deno = options.deno ?? Deno.execPath();
-  const selected = select(options.only);
+  const selected = select(options.targets ?? TARGETS, options.only);
   const present: BuildTarget[] = [];
   for (const target of selected) {
     if (await exists(resolve(target.entry))) present.push(target);
@@ -142,13 +144,16 @@ export async function build(mode: BuildMode, options: BuildOptions = {}): Promis
   return artifacts;
 }
 
-function select(only: readonly string[] | undefined): BuildTarget[] {
-  if (!only || only.length === 0) return [...TARGETS];
+function select(
+  targets: readonly BuildTarget[],
+  only: readonly string[] | undefined,
+): BuildTarget[] {
+  if (!only || only.length === 0) return [...targets];
   return only.map((name) => {
-    const target = TARGETS.find((t) => t.name === name);
+    const target = targets.find((t) => t.name === name);
     if (!target) {
       throw new RangeError(
-        `Unknown build target ${name}: expected one of ${TARGETS.map((t) => t.name).join(", ")}`,
+        `Unknown build target ${name}: expected one of ${targets.map((t) => t.name).join(", ")}`,
       );
     }
     return target;
