@@ -101,6 +101,21 @@ Deno.test("load tool: short basic, auth, websocket and ratelimit runs against a 
     assert.equal(await documentVersions(base, token, "load-basic-"), applied);
   });
 
+  await t.step("basic: a count bound stops the run before its time bound", async () => {
+    const r = await runLoad({
+      baseUrl: base,
+      scenario: "basic",
+      durationMs: 20_000,
+      maxRequests: 25,
+      keepAlive: false,
+      ...credentials,
+    });
+    assertConsistent(r);
+    assert.equal(r.totals.requests, 25);
+    assert.equal(r.config.keepAlive, false);
+    assert.ok(r.elapsedMs < 15_000, `${r.elapsedMs} ms`);
+  });
+
   await t.step("auth: login/refresh churn; reused refresh tokens are refused", async () => {
     const r = await runLoad({
       baseUrl: base,

@@ -192,11 +192,10 @@ function bump(map: Map<string, number>, key: string, by = 1): void {
 class Pacer {
   #next = 0;
   constructor(readonly rate: number, readonly start: number) {}
-  /** ms to wait before the next slot (0 when unpaced or behind). */
-  claim(now: number): number {
-    if (this.rate <= 0) return 0;
-    const due = this.start + (this.#next++ * 1000) / this.rate;
-    return Math.max(0, due - now);
+  /** When the next slot is due (`start` when unpaced). */
+  claim(): number {
+    if (this.rate <= 0) return this.start;
+    return this.start + (this.#next++ * 1000) / this.rate;
   }
 }
 
@@ -362,8 +361,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   /** Wait for a pacing slot; false when the run is over. */
   async function slot(): Promise<boolean> {
     if (!more()) return false;
-    const wait = pacer.claim(performance.now());
-    if (wait > 0) await sleep(Math.min(wait, deadline - performance.now()));
+    const due = pacer.claim();
+    if (due >= deadline) return false; // the slot falls after the end of the run
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
     if (!more()) return false;
     issued++;
     return true;
