@@ -580,7 +580,11 @@ Deno.test({
     type RelayFactory = (o: {
       target: { hostname: string; port: number };
       impairments: { loss: number };
-    }) => { addr: Deno.NetAddr; close(): Promise<void> };
+    }) => {
+      addr: Deno.NetAddr;
+      close(): Promise<void>;
+      stats(): Record<"upstream" | "downstream", { offered: number; lost: number }>;
+    };
     const startRelay = relayModule.startRelay as RelayFactory;
     await using dir = await tempDir("aetherflow-resilience-c-");
     const statesyncQuantumPort = freeUdpPort();
@@ -618,6 +622,13 @@ Deno.test({
       for (const w of writers) w.onProgress = () => done.poke();
       done.poke();
       await done.promise;
+      const { upstream, downstream } = relay.stats();
+      console.log(
+        `acks ${total()}; relay lost ${upstream.lost}/${upstream.offered} upstream, ` +
+          `${downstream.lost}/${downstream.offered} downstream datagrams`,
+      );
+      // The loss really happened on the link the ops used.
+      assert.ok(upstream.lost > 0 && downstream.lost > 0, "the relay dropped nothing");
       for (const w of writers) {
         assert.equal(w.errors.size, 0, `${w.name} errors ${[...w.errors]}`);
         assert.equal(w.text, server.content.text);
