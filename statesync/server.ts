@@ -150,6 +150,8 @@ export class StateSyncService {
   #historyPageSize: number;
   #observer: ApplyObserver | undefined;
   #streams = new Set<{ stop(): Promise<void> }>();
+  /** Running SubscribeDocument handlers, awaited on close so each stream's status is sent. */
+  #subscriptions = new Set<Promise<void>>();
   #closing = false;
 
   constructor(options: StateSyncServiceOptions) {
@@ -178,7 +180,11 @@ export class StateSyncService {
       submitOperations: (call) => this.#submitOperations(call),
       submitOperationBatches: (call) => this.#submitBatches(call),
       getOperationHistory: this.#unary((r) => this.#history(r)),
-      subscribeDocument: (call) => void this.#subscribe(call),
+      subscribeDocument: (call) => {
+        const task = this.#subscribe(call);
+        this.#subscriptions.add(task);
+        void task.finally(() => this.#subscriptions.delete(task));
+      },
       unsubscribeDocument: this.#unary((r: pb.UnsubscribeDocumentRequest) => {
         const subscriber = required(r.subscriberId, "subscriber_id");
         this.#hub.unsubscribe(documentId(r.documentId), subscriber, actor(r.actorId));
@@ -255,7 +261,10 @@ export class StateSyncService {
   async closeStreams(): Promise<void> {
     this.#closing = true;
     this.#hub.close();
-    await Promise.all([...this.#streams].map((stream) => stream.stop()));
+    await Promise.all([
+      ...[...this.#streams].map((stream) => stream.stop()),
+      ...this.#subscriptions,
+    ]);
   }
 
   // ---- unary plumbing ------------------------------------------------------------------
@@ -580,6 +589,14 @@ export class StateSyncService {
       if (!call.cancelled) call.emit("error", this.#toAppError(error).toServiceError());
     } finally {
       this.#presence.detach(id, who);
+    }
+    // grpc-js sends the status from the stream's final step: wait for it, so a shutdown that
+    // awaits this handler never closes the connection before the status is on its way.
+    if (!call.cancelled && !call.writableFinished) {
+      await new Promise<void>((resolve) => {
+        call.once("finish", resolve);
+        call.once("close", resolve);
+      });
     }
   }
 
