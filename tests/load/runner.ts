@@ -630,8 +630,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           }
         }
       } finally {
+        sending--;
         if (c !== undefined) {
-          // Let in-flight deliveries to this socket land before it leaves.
+          // Stay subscribed until every socket stopped sending and every delivery landed.
           await drainDeliveries();
           members[docIndex]!.delete(i);
           await c.close();
@@ -639,11 +640,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       }
     }
 
+    let sending = concurrency;
     let drained: Promise<void> | undefined;
     function drainDeliveries(): Promise<void> {
       drained ??= (async () => {
-        const until = performance.now() + 2_000;
-        while (sent.size > 0 && performance.now() < until) await sleep(20);
+        const until = performance.now() + timeoutMs + 2_000;
+        while ((sending > 0 || sent.size > 0) && performance.now() < until) await sleep(20);
       })();
       return drained;
     }
