@@ -95,7 +95,8 @@ Deno.test("load tool: short basic, auth, websocket and ratelimit runs against a 
     assert.deepEqual(Object.keys(r.statusCodes), ["200"]);
     assert.equal(r.statusCodes["200"], r.totals.requests);
     // Paced at 40/s for 2.5 s: about 100 requests (slot 0 is at t=0).
-    assert.ok(r.totals.requests >= 70 && r.totals.requests <= 101, `${r.totals.requests}`);
+    // (At least half of it even when a parallel suite slows the gateway down.)
+    assert.ok(r.totals.requests >= 50 && r.totals.requests <= 101, `${r.totals.requests}`);
     assert.deepEqual(Object.keys(r.byKind), ["auth.me", "doc.get", "doc.list", "op.apply", "ping"]);
     const applied = r.byKind["op.apply"]!.ok;
     assert.equal(await documentVersions(base, token, "load-basic-"), applied);
@@ -120,7 +121,7 @@ Deno.test("load tool: short basic, auth, websocket and ratelimit runs against a 
     const r = await runLoad({
       baseUrl: base,
       scenario: "auth",
-      durationMs: 3_000,
+      durationMs: 4_000,
       concurrency: 3,
       ...credentials,
     });
