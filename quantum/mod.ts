@@ -39,6 +39,7 @@ export type {
 export { closeError, MAX_FEC_PAYLOAD_SIZE } from "./connection.ts";
 export * from "./fec_hooks.ts";
 export * from "./messages.ts";
+export * from "./grpc_bridge.ts";
 export * from "./congestion.ts";
 export * from "./newreno.ts";
 export * from "./bbr.ts";
