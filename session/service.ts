@@ -11,7 +11,8 @@
  * ```
  * @module
  */
-import type { Server } from "@grpc/grpc-js";
+import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { connectionToDuplex, listen as listenQuantum } from "../quantum/mod.ts";
 import { join } from "node:path";
 import {
   createMetricsRegistry,
@@ -21,7 +22,7 @@ import {
   silentLogger,
 } from "../kernel/mod.ts";
 import { CallGate } from "./call_gate.ts";
-import { type GuardedListener, listenGuarded } from "./_goaway_guard.ts";
+import { type GuardedListener, guardIncomingGoaway, listenGuarded } from "./_goaway_guard.ts";
 import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
 import { HealthService } from "./health.ts";
@@ -47,6 +48,8 @@ export interface SessionServiceHandle extends AsyncDisposable {
   readonly address: string;
   /** The bound TCP port (useful with `port: 0`). */
   readonly port: number;
+  /** The bound Quantum (UDP) port, or null when `quantumPort` is 0 (off). */
+  readonly quantumPort: number | null;
   /** The manager, for in-process callers. */
   readonly manager: SessionManager;
   /** The health service (SERVING until shutdown). */
@@ -131,6 +134,16 @@ export async function startSessionService(
     throw error;
   }
   const port = listener.port;
+  let quantum: QuantumService | null = null;
+  try {
+    if (config.quantumPort > 0) quantum = serveQuantum(server, config);
+  } catch (error) {
+    await listener.close();
+    server.forceShutdown();
+    await store.close();
+    await metricsEndpoint?.close();
+    throw error;
+  }
   const sweeper = startSweeper(manager, { intervalMs: config.sweepIntervalMs, logger });
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
@@ -147,6 +160,8 @@ export async function startSessionService(
       // A finished handler has only queued its response; give HTTP/2 time to write it out
       // before the transport goes away (grpc-js exposes no per-call "flushed" event).
       await new Promise((resolve) => setTimeout(resolve, config.shutdownLingerMs));
+      // Quantum connections end with RST here (never a GOAWAY); their calls are finished.
+      await quantum?.close();
       await sweeper.stop();
       await store.close();
       await metricsEndpoint?.close();
@@ -158,6 +173,7 @@ export async function startSessionService(
   return {
     address: `${host}:${port}`,
     port,
+    quantumPort: quantum?.port ?? null,
     manager,
     health,
     server,
@@ -165,5 +181,31 @@ export async function startSessionService(
     metricsPort: metricsEndpoint?.port ?? null,
     shutdown,
     [Symbol.asyncDispose]: () => shutdown(),
+  };
+}
+
+/** The Quantum listener feeding the gRPC server. */
+interface QuantumService {
+  /** The bound UDP port. */
+  port: number;
+  /** Reset every Quantum connection and close the socket. */
+  close(): Promise<void>;
+}
+
+/** Accept Quantum connections and inject each, GOAWAY-guarded, into `server`. */
+function serveQuantum(server: Server, config: SessionConfig): QuantumService {
+  const listener = listenQuantum({ hostname: config.host, port: config.quantumPort });
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      injector.injectConnection(guardIncomingGoaway(connectionToDuplex(conn)));
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async close() {
+      await listener.close();
+      await accepting;
+    },
   };
 }

@@ -9,7 +9,8 @@
  *    the target or the achieved rate falls behind; reports the maximum sustained rate.
  *
  * The gRPC server is `session/main.ts` in its own process (as deployed); the load generator
- * is this process.
+ * is this process. The gRPC/Quantum rows reach the same server through a loopback TCP tunnel
+ * into Quantum (`startQuantumTunnel`), as the gateway does with `transport: quantum`.
  *
  * Options: `--quick` runs smaller counts (for a smoke run).
  * @module
@@ -17,7 +18,8 @@
 import { SessionClient } from "../../session/client.ts";
 import { KvSessionStore } from "../../session/kv_store.ts";
 import { SessionManager } from "../../session/manager.ts";
-import { freePort } from "../../kernel/testing.ts";
+import { freePort, freeUdpPort } from "../../kernel/testing.ts";
+import { startQuantumTunnel } from "../../quantum/mod.ts";
 
 /** Wait until the child answers (it logs at warn level, so readiness is probed). */
 async function waitReady(client: SessionClient): Promise<void> {
@@ -187,6 +189,7 @@ try {
 
   // --- gRPC over TCP, KV store: the real service in its own process ---
   const port = freePort();
+  const quantumPort = freeUdpPort();
   // Declared before the child so it is disposed after it: closing a channel sends an HTTP/2
   // GOAWAY, which crashes a Deno peer after a few hundred streams (denoland/deno#36788).
   using client = new SessionClient(`127.0.0.1:${port}`);
@@ -194,6 +197,7 @@ try {
     args: ["run", "-A", new URL("../../session/main.ts", import.meta.url).pathname],
     env: {
       AETHERFLOW_SESSION_PORT: String(port),
+      AETHERFLOW_SESSION_QUANTUM_PORT: String(quantumPort),
       AETHERFLOW_SESSION_DATA_DIR: `${dir}/grpc`,
       AETHERFLOW_SESSION_MAX_SESSIONS_PER_USER: "1000",
       AETHERFLOW_SESSION_LOG_LEVEL: "warn",
@@ -226,6 +230,23 @@ try {
   rows.push(row(await run(`gRPC+KV Get, ${IN_FLIGHT} in flight`, N_PAR, IN_FLIGHT, get)));
   rows.push(row(await run("gRPC+KV Heartbeat, sequential", N_SEQ, 1, beat)));
   rows.push(row(await run(`gRPC+KV Heartbeat, ${IN_FLIGHT} in flight`, N_PAR, IN_FLIGHT, beat)));
+
+  // --- the same server over Quantum: loopback TCP tunnel -> Quantum (UDP) -> server ---
+  const tunnel = await startQuantumTunnel({ hostname: "127.0.0.1", port: quantumPort });
+  try {
+    using quantumClient = new SessionClient(tunnel.address);
+    const qGet = (i: number) =>
+      quantumClient.getSession({ selector: { $case: "sessionId", value: pick(i) } });
+    const qCreate = () => quantumClient.createSession({ userId: `q-${u++}` });
+    await run("warm-up", 50, 4, qGet);
+    rows.push(row(await run("gRPC/Quantum+KV Create, sequential", N_SEQ, 1, qCreate)));
+    rows.push(row(await run("gRPC/Quantum+KV Get, sequential", N_SEQ, 1, qGet)));
+    rows.push(
+      row(await run(`gRPC/Quantum+KV Get, ${IN_FLIGHT} in flight`, N_PAR, IN_FLIGHT, qGet)),
+    );
+  } finally {
+    await tunnel.close();
+  }
 
   console.log(
     `\nSession benchmark (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)\n`,
