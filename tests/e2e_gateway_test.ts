@@ -263,7 +263,12 @@ Deno.test({
   ignore: !quantumReady, // needs quantum's gRPC bridge (both sides) and relay in quantum/mod.ts
   sanitizeResources: false,
   async fn() {
-    type Relay = { addr: Deno.NetAddr; close(): Promise<void> };
+    type Counts = { offered: number; lost: number };
+    type Relay = {
+      addr: Deno.NetAddr;
+      close(): Promise<void>;
+      stats(): { upstream: Counts; downstream: Counts };
+    };
     const startRelay = quantum.startRelay as (options: {
       target: { hostname: string; port: number };
       impairments: { loss: number; seed: number };
@@ -303,6 +308,10 @@ Deno.test({
         dialSession: `127.0.0.1:${relays[0]!.addr.port}`,
         dialStatesync: `127.0.0.1:${relays[1]!.addr.port}`,
       });
+      const links = relays.map((relay) => relay.stats());
+      assert.ok(links.every((l) => l.upstream.offered > 10), "both services over Quantum");
+      const lost = links.reduce((n, l) => n + l.upstream.lost + l.downstream.lost, 0);
+      assert.ok(lost > 0, `datagrams were really lost: ${JSON.stringify(links)}`);
     } finally {
       for (const relay of relays) await relay.close();
     }
