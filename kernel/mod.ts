@@ -9,3 +9,5 @@ export * from "./log.ts";
 export * from "./config.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
+export * from "./call_gate.ts";
+export * from "./grpc_guard.ts";

@@ -1,0 +1,396 @@
+/**
+ * Guards against HTTP/2 GOAWAY frames for grpc-js on Deno 2.9.6. Deno's `node:http2` aborts
+ * the whole *receiving* process inside nghttp2 when a GOAWAY arrives on a connection that has
+ * carried a few hundred streams (`find_stream_on_goaway_func: Assertion
+ * 'stream->closed_next == NULL' failed`, denoland/deno#36788). Without the GOAWAY the peer
+ * simply sees the connection end, fails calls in flight with UNAVAILABLE and reconnects.
+ *
+ * - Servers: {@link listenGuarded} accepts TCP connections and injects them into a grpc-js
+ *   server through {@link guardIncomingGoaway}, which drops the GOAWAY every grpc-js client
+ *   sends when it closes its channel. Closing the listener stops accepting without grpc-js
+ *   `unbind()` (whose http2 `server.close()` would send GOAWAY to every client). Shut down
+ *   without `tryShutdown()` too: see {@link CallGate}.
+ * - Clients: {@link startGoawayFilter} is a loopback relay in front of a server that drops
+ *   the GOAWAY frames on their way to the client (a backend's graceful restart).
+ *
+ * Everything but GOAWAY frames is forwarded byte for byte.
+ * @module
+ */
+import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { createServer, type Server as NetServer } from "node:net";
+import { Duplex } from "node:stream";
+
+const PREFACE_LENGTH = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+const FRAME_HEADER = 9;
+const GOAWAY = 0x7;
+
+/** Options for {@link GoawayStripper}. */
+export interface GoawayStripperOptions {
+  /**
+   * The stream starts with the 24-byte client connection preface (client → server bytes),
+   * passed through unparsed. Default false (server → client bytes: frames only).
+   */
+  preface?: boolean;
+  /** Called for every GOAWAY frame dropped. */
+  onDrop?: () => void;
+}
+
+/**
+ * Streaming filter for one direction of an HTTP/2 connection: forwards every frame except
+ * GOAWAY frames, which are dropped whole. A chunk without a GOAWAY or a split frame header
+ * comes back as the same bytes (no copy).
+ * @example
+ * ```ts
+ * const stripper = new GoawayStripper({ preface: true });
+ * const forward = stripper.push(received);
+ * ```
+ */
+export class GoawayStripper {
+  #prefaceLeft: number;
+  #header = new Uint8Array(FRAME_HEADER);
+  #headerFill = 0;
+  /** Payload bytes left of the current frame. */
+  #left = 0;
+  #dropping = false;
+  #onDrop: (() => void) | undefined;
+  /** GOAWAY frames dropped so far. */
+  dropped = 0;
+
+  constructor(options: GoawayStripperOptions = {}) {
+    this.#prefaceLeft = options.preface ? PREFACE_LENGTH : 0;
+    this.#onDrop = options.onDrop;
+  }
+
+  /** Feed received bytes; returns the bytes to forward (possibly a view of `chunk`). */
+  push(chunk: Uint8Array): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let runStart = 0; // start of the pending pass-through run in `chunk`
+    let i = 0;
+    while (i < chunk.length) {
+      const rest = chunk.length - i;
+      if (this.#prefaceLeft > 0) {
+        const n = Math.min(this.#prefaceLeft, rest);
+        this.#prefaceLeft -= n;
+        i += n;
+        continue;
+      }
+      if (this.#left > 0) {
+        const n = Math.min(this.#left, rest);
+        this.#left -= n;
+        i += n;
+        if (this.#dropping) runStart = i;
+        continue;
+      }
+      const headerBegin = i;
+      const continued = this.#headerFill > 0; // its first bytes came in an earlier chunk
+      const n = Math.min(FRAME_HEADER - this.#headerFill, rest);
+      this.#header.set(chunk.subarray(i, i + n), this.#headerFill);
+      this.#headerFill += n;
+      i += n;
+      if (this.#headerFill < FRAME_HEADER) {
+        // Hold back a partial header until we know the frame's type.
+        if (headerBegin > runStart) parts.push(chunk.subarray(runStart, headerBegin));
+        runStart = chunk.length;
+        break;
+      }
+      this.#headerFill = 0;
+      const h = this.#header;
+      this.#left = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
+      this.#dropping = h[3] === GOAWAY;
+      if (this.#dropping) {
+        this.dropped++;
+        this.#onDrop?.();
+        if (headerBegin > runStart) parts.push(chunk.subarray(runStart, headerBegin));
+        runStart = i;
+      } else if (continued) {
+        if (headerBegin > runStart) parts.push(chunk.subarray(runStart, headerBegin));
+        parts.push(h.slice());
+        runStart = i;
+      }
+    }
+    if (parts.length === 0 && runStart === 0) return chunk;
+    if (runStart < chunk.length) parts.push(chunk.subarray(runStart));
+    if (parts.length === 1) return parts[0]!;
+    return concat(parts);
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** The socket methods grpc-js calls on a transport (optional on the wrapped stream). */
+interface SocketLike {
+  remoteAddress?: string;
+  remotePort?: number;
+  localAddress?: string;
+  localPort?: number;
+  setNoDelay?(noDelay?: boolean): unknown;
+  setKeepAlive?(enable?: boolean, delay?: number): unknown;
+  setTimeout?(ms: number, callback?: () => void): unknown;
+  ref?(): unknown;
+  unref?(): unknown;
+}
+
+/** A duplex whose incoming bytes pass through a client → server {@link GoawayStripper}. */
+class GuardedStream extends Duplex {
+  #inner: Duplex & SocketLike;
+  #stripper = new GoawayStripper({ preface: true });
+
+  constructor(inner: Duplex & SocketLike) {
+    super();
+    this.#inner = inner;
+    inner.on("data", (chunk: Uint8Array) => {
+      const out = this.#stripper.push(chunk);
+      if (out.length > 0 && !this.push(Buffer.from(out.buffer, out.byteOffset, out.length))) {
+        inner.pause();
+      }
+    });
+    inner.on("end", () => this.push(null));
+    inner.on("error", (error) => this.destroy(error));
+    inner.on("close", () => this.destroy());
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#inner.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.#inner.remotePort;
+  }
+
+  get localAddress(): string | undefined {
+    return this.#inner.localAddress;
+  }
+
+  get localPort(): number | undefined {
+    return this.#inner.localPort;
+  }
+
+  override _read(): void {
+    this.#inner.resume();
+  }
+
+  override _write(
+    chunk: Buffer,
+    encoding: BufferEncoding,
+    callback: (e?: Error | null) => void,
+  ): void {
+    this.#inner.write(chunk, encoding, callback);
+  }
+
+  override _final(callback: (e?: Error | null) => void): void {
+    this.#inner.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (e: Error | null) => void): void {
+    this.#inner.destroy(error ?? undefined);
+    callback(error);
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.#inner.setNoDelay?.(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable?: boolean, delay?: number): this {
+    this.#inner.setKeepAlive?.(enable, delay);
+    return this;
+  }
+
+  setTimeout(ms: number, callback?: () => void): this {
+    this.#inner.setTimeout?.(ms, callback);
+    return this;
+  }
+
+  ref(): this {
+    this.#inner.ref?.();
+    return this;
+  }
+
+  unref(): this {
+    this.#inner.unref?.();
+    return this;
+  }
+}
+
+/**
+ * Wrap a transport stream (a TCP socket, a Quantum connection's duplex) before injecting it
+ * into a grpc-js server, so GOAWAY frames from the client never reach nghttp2.
+ * @example
+ * ```ts
+ * const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+ * injector.injectConnection(guardIncomingGoaway(socket));
+ * ```
+ */
+export function guardIncomingGoaway(stream: Duplex): Duplex {
+  return new GuardedStream(stream);
+}
+
+/** A TCP listener feeding a grpc-js server through the GOAWAY guard. */
+export interface GuardedListener {
+  /** The bound port. */
+  readonly port: number;
+  /** Stop accepting connections (open ones stay with the gRPC server); resolves at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Accept TCP connections on `hostname:port` and inject them, GOAWAY-guarded, into `server`
+ * (instead of `server.bindAsync`).
+ * @throws {Error} when the address cannot be bound
+ * @example
+ * ```ts
+ * const listener = await listenGuarded(server, { hostname: "127.0.0.1", port: 0 });
+ * console.log(listener.port);
+ * await listener.close(); // stop accepting; no GOAWAY is sent
+ * ```
+ */
+export function listenGuarded(
+  server: Server,
+  options: { hostname: string; port: number },
+): Promise<GuardedListener> {
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const listener: NetServer = createServer((socket) => {
+    socket.setNoDelay(true);
+    injector.injectConnection(guardIncomingGoaway(socket));
+  });
+  return new Promise((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(options.port, options.hostname, () => {
+      listener.off("error", reject);
+      const address = listener.address();
+      const port = typeof address === "object" && address !== null ? address.port : options.port;
+      let closed = false;
+      resolve({
+        port,
+        // net.Server.close() calls back only once every connection ended; the injected ones
+        // belong to the gRPC server now, so resolve as soon as accepting has stopped.
+        close: () => {
+          if (!closed) {
+            closed = true;
+            listener.close();
+          }
+          return Promise.resolve();
+        },
+      });
+    });
+  });
+}
+
+/** A running client-side relay (see {@link startGoawayFilter}). */
+export interface GoawayFilter {
+  /** `127.0.0.1:port` for the gRPC client. */
+  readonly address: string;
+  /** GOAWAY frames dropped so far. */
+  readonly dropped: number;
+  /** Stop accepting and close every relayed connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start a loopback TCP relay to `target` that drops GOAWAY frames on their way to the client.
+ * @example
+ * ```ts
+ * const filter = await startGoawayFilter({ hostname: "127.0.0.1", port: 50052 });
+ * const client = new StateSyncServiceClient(filter.address, credentials.createInsecure());
+ * ```
+ */
+export function startGoawayFilter(
+  target: { hostname: string; port: number },
+): Promise<GoawayFilter> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  let dropped = 0;
+  let closed = false;
+
+  async function relay(client: Deno.TcpConn): Promise<void> {
+    let upstream: Deno.TcpConn;
+    try {
+      upstream = await Deno.connect({ ...target, transport: "tcp" });
+    } catch {
+      client.close(); // backend down: the client sees a closed connection (UNAVAILABLE)
+      return;
+    }
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    conns.add(client);
+    conns.add(upstream);
+    const closeBoth = () => {
+      for (const c of [client, upstream]) {
+        if (conns.delete(c)) {
+          try {
+            c.close();
+          } catch { /* already closed */ }
+        }
+      }
+    };
+    const up = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      while (true) {
+        const n = await client.read(buffer);
+        if (n === null) break;
+        await writeAll(upstream, buffer.subarray(0, n));
+      }
+    })().catch(() => {}).finally(closeBoth);
+    const down = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      const stripper = new GoawayStripper({ onDrop: () => dropped++ });
+      while (true) {
+        const n = await upstream.read(buffer);
+        if (n === null) break;
+        const out = stripper.push(buffer.subarray(0, n));
+        if (out.length > 0) await writeAll(client, out);
+      }
+    })().catch(() => {}).finally(closeBoth);
+    await Promise.all([up, down]);
+  }
+
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      if (closed) {
+        conn.close();
+        continue;
+      }
+      const task = relay(conn as Deno.TcpConn);
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })().catch(() => {});
+
+  const { port } = listener.addr as Deno.NetAddr;
+  return Promise.resolve({
+    address: `127.0.0.1:${port}`,
+    get dropped() {
+      return dropped;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      conns.clear();
+      await accepting;
+      await Promise.all([...tasks]);
+    },
+  });
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+}
