@@ -4,7 +4,7 @@
  * Configuration: see `config.ts` (environment `AETHERFLOW_SESSION_*` overrides the file).
  * SIGINT/SIGTERM: health NOT_SERVING, refuse new calls (UNAVAILABLE), finish
  * the calls in flight, close the KV store and exit 0 — without an HTTP/2 GOAWAY, which
- * crashes Deno clients (denoland/deno#36788, see `call_gate.ts`).
+ * crashes Deno clients (denoland/deno#36788, see `kernel/call_gate.ts`).
  * @module
  */
 import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
@@ -29,7 +29,7 @@ if (import.meta.main) {
   });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });
-    // Exit without releasing the transport: no GOAWAY reaches clients (see call_gate.ts).
+    // Exit without releasing the transport: no GOAWAY reaches clients (see kernel/call_gate.ts).
     await service.shutdown({ releaseTransport: false });
     Deno.exit(0);
   };

@@ -24,4 +24,3 @@ export * from "./server.ts";
 export * from "./client.ts";
 export * from "./config.ts";
 export * from "./service.ts";
-export * from "./call_gate.ts";

@@ -16,6 +16,7 @@
 import { type sendUnaryData, Server, type ServerUnaryCall } from "@grpc/grpc-js";
 import {
   AppError,
+  CallGate,
   currentTraceId,
   GrpcServerMetrics,
   grpcServerTracing,
@@ -29,7 +30,6 @@ import {
   SessionServiceService,
   SessionState as ProtoState,
 } from "../proto/gen/session.ts";
-import { CallGate } from "./call_gate.ts";
 import { addHealthService, HealthService } from "./health.ts";
 import type { SessionManager, SessionUpdate } from "./manager.ts";
 import type { Session, SessionState } from "./model.ts";

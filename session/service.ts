@@ -15,14 +15,16 @@ import { type Server, ServerCredentials } from "@grpc/grpc-js";
 import { connectionToDuplex, listen as listenQuantum } from "../quantum/mod.ts";
 import { join } from "node:path";
 import {
+  CallGate,
   createMetricsRegistry,
+  type GuardedListener,
+  guardIncomingGoaway,
+  listenGuarded,
   type Logger,
   type MetricsEndpoint,
   serveMetrics,
   silentLogger,
 } from "../kernel/mod.ts";
-import { CallGate } from "./call_gate.ts";
-import { type GuardedListener, guardIncomingGoaway, listenGuarded } from "./_goaway_guard.ts";
 import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
 import { HealthService } from "./health.ts";
@@ -65,7 +67,7 @@ export interface SessionServiceHandle extends AsyncDisposable {
    * wait for calls in flight (up to `shutdownTimeoutMs`), stop the sweeper, close the store.
    * Then, unless `releaseTransport` is false, `forceShutdown()` the grpc-js server to free its
    * sockets in this process. The entrypoint passes false and exits instead, so clients never
-   * receive an HTTP/2 GOAWAY (see `call_gate.ts`: a GOAWAY can crash a Deno client).
+   * receive an HTTP/2 GOAWAY (see `kernel/call_gate.ts`: a GOAWAY can crash a Deno client).
    * Idempotent.
    */
   shutdown(options?: { releaseTransport?: boolean }): Promise<void>;
