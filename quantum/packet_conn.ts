@@ -39,6 +39,7 @@ export class UdpPacketConn implements PacketConn {
   #socket: Deno.DatagramConn;
   #closed = false;
   #sending = 0;
+  #queue: Array<Uint8Array | Deno.NetAddr> = [];
   #socketClosed = false;
   /** Send failures (e.g. ECONNREFUSED after an ICMP unreachable). */
   sendErrors = 0;
@@ -71,13 +72,33 @@ export class UdpPacketConn implements PacketConn {
 
   send(data: Uint8Array, addr: Deno.NetAddr): void {
     if (this.#closed) return;
-    this.#sending++;
-    this.#socket.send(data, addr).catch(() => {
-      this.sendErrors++;
-    }).finally(() => {
-      this.#sending--;
-      if (this.#closed && this.#sending === 0) this.#closeSocket();
-    });
+    // One send op at a time, in order: concurrent async sends overtake each other when the
+    // socket's send buffer is momentarily full (seen as reordering, i.e. spurious fast
+    // retransmits, even on loopback).
+    if (this.#sending > 0) {
+      this.#queue.push(data, addr);
+      return;
+    }
+    this.#sending = 1;
+    this.#pump(data, addr);
+  }
+
+  async #pump(data: Uint8Array, addr: Deno.NetAddr): Promise<void> {
+    let nextData: Uint8Array | undefined = data;
+    let nextAddr = addr;
+    while (nextData) {
+      try {
+        await this.#socket.send(nextData, nextAddr);
+      } catch {
+        this.sendErrors++;
+      }
+      if (this.#socketClosed) break;
+      nextData = this.#queue.shift() as Uint8Array | undefined;
+      if (nextData) nextAddr = this.#queue.shift() as Deno.NetAddr;
+    }
+    this.#queue.length = 0;
+    this.#sending = 0;
+    if (this.#closed) this.#closeSocket();
   }
 
   /** Close; datagrams already handed to `send` still leave first. */

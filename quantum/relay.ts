@@ -79,30 +79,76 @@ export function startRelay(options: RelayOptions): Relay {
     seed: (options.downstreamImpairments?.seed ?? baseSeed) + 1,
   });
   const clients = new Map<string, Client>();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
   let closed = false;
   let rebinds = 0;
+
+  // Datagrams waiting for their delivery time, sorted by it (ties in arrival order). One timer
+  // for the head: a timer per datagram fires out of order when delays are fractional, which
+  // reorders a path that should not reorder (only jitter may).
+  const line: Array<{ at: number; bytes: Uint8Array; send: (bytes: Uint8Array) => void }> = [];
+  let lineTimer: ReturnType<typeof setTimeout> | undefined;
+  let lineTimerAt = Infinity;
+
+  function drain(): void {
+    lineTimer = undefined;
+    lineTimerAt = Infinity;
+    if (closed) return;
+    const now = performance.now();
+    let due = 0;
+    while (due < line.length && line[due]!.at <= now + 0.25) due++;
+    for (const item of line.splice(0, due)) item.send(item.bytes);
+    armLine();
+  }
+
+  function armLine(): void {
+    const head = line[0];
+    if (!head || head.at >= lineTimerAt) return;
+    if (lineTimer !== undefined) clearTimeout(lineTimer);
+    lineTimerAt = head.at;
+    lineTimer = setTimeout(drain, Math.max(0, head.at - performance.now()));
+  }
 
   function forward(
     impairer: Impairer,
     data: Uint8Array,
     send: (bytes: Uint8Array) => void,
   ): void {
-    for (const { delayMs, data: copy } of impairer.process(data, performance.now())) {
-      if (delayMs < 0.5) {
+    const now = performance.now();
+    for (const { delayMs, data: copy } of impairer.process(data, now)) {
+      if (delayMs < 0.5 && line.length === 0) {
         send(copy);
         continue;
       }
-      const handle = setTimeout(() => {
-        timers.delete(handle);
-        if (!closed) send(copy);
-      }, delayMs);
-      timers.add(handle);
+      const at = now + delayMs;
+      let i = line.length;
+      while (i > 0 && line[i - 1]!.at > at) i--;
+      line.splice(i, 0, { at, bytes: copy, send });
+      armLine();
     }
   }
 
+  // One send op per socket at a time, in order (concurrent async sends can overtake each other).
+  const sendQueues = new WeakMap<Deno.DatagramConn, Array<[Uint8Array, Deno.NetAddr]>>();
+
   function safeSend(socket: Deno.DatagramConn, bytes: Uint8Array, to: Deno.NetAddr): void {
-    socket.send(bytes, to).catch(() => {/* socket closed or ICMP error: a lost datagram */});
+    const queue = sendQueues.get(socket);
+    if (queue) {
+      queue.push([bytes, to]);
+      return;
+    }
+    const fresh: Array<[Uint8Array, Deno.NetAddr]> = [[bytes, to]];
+    sendQueues.set(socket, fresh);
+    (async () => {
+      while (fresh.length > 0 && !closed) {
+        const [b, addr] = fresh.shift()!;
+        try {
+          await socket.send(b, addr);
+        } catch {
+          // socket closed or ICMP error: a lost datagram
+        }
+      }
+      sendQueues.delete(socket);
+    })();
   }
 
   function openUpstream(client: { addr: Deno.NetAddr }): Client {
@@ -155,8 +201,8 @@ export function startRelay(options: RelayOptions): Relay {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
-    for (const handle of timers) clearTimeout(handle);
-    timers.clear();
+    if (lineTimer !== undefined) clearTimeout(lineTimer);
+    line.length = 0;
     front.close();
     for (const client of clients.values()) client.upstream.close();
     await frontLoop;
