@@ -2,7 +2,8 @@
  * Entrypoint of the statesync service:
  * `deno run -A statesync/main.ts [--config statesync.yaml]`.
  * Configuration: see `config.ts` (environment `AETHERFLOW_STATESYNC_*` overrides the file).
- * SIGINT/SIGTERM end the streams, drain in-flight calls, close the KV store and exit 0.
+ * SIGINT/SIGTERM end the streams, drain in-flight calls, close the KV store and exit 0 — without
+ * an HTTP/2 GOAWAY, which crashes Deno clients (denoland/deno#36788, see `kernel/call_gate.ts`).
  * @module
  */
 import { createLogger, loadConfigOrExit } from "../kernel/mod.ts";
@@ -22,7 +23,8 @@ if (import.meta.main) {
   });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });
-    await service.shutdown();
+    // Exit without releasing the transport: no GOAWAY reaches clients (kernel/call_gate.ts).
+    await service.shutdown({ releaseTransport: false });
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));

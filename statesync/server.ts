@@ -24,10 +24,14 @@ import {
 import { SpanKind, trace } from "@opentelemetry/api";
 import {
   AppError,
+  CallGate,
   contextFromTraceparent,
   currentTraceId,
+  gateHandlers,
   GrpcServerMetrics,
   grpcServerTracing,
+  type GuardedListener,
+  listenGuarded,
   type Logger,
   parseId,
   recordSpanError,
@@ -67,7 +71,6 @@ import {
 import * as pb from "../proto/gen/statesync.ts";
 import { HealthService } from "../proto/gen/health.ts";
 import { HealthState } from "./_health.ts";
-import { type GuardedListener, serveGuarded } from "./_goaway_guard.ts";
 
 /** The parts of the document engine (`DocumentManager`) the service calls. */
 export interface Documents {
@@ -759,10 +762,13 @@ export interface RunningServer {
   /** Health status shared by Check and Watch. */
   readonly health: HealthState;
   /**
-   * Graceful shutdown: report NOT_SERVING, end the streams, stop accepting, wait for calls
-   * in flight (up to `graceMs`, then force).
+   * Graceful shutdown without an HTTP/2 GOAWAY (it can crash a Deno client, see
+   * `kernel/call_gate.ts`): stop accepting, report NOT_SERVING, refuse new calls with
+   * UNAVAILABLE, end the streams, wait for calls in flight (up to `graceMs`), linger while
+   * their responses are written, then release the transport (`forceShutdown`) unless
+   * `options.releaseTransport` is false (the process is about to exit).
    */
-  close(graceMs?: number): Promise<void>;
+  close(graceMs?: number, options?: { releaseTransport?: boolean }): Promise<void>;
 }
 
 /**
@@ -776,9 +782,11 @@ export async function startStateSyncServer(
     port?: number;
     /**
      * Accept connections through a guard that drops incoming HTTP/2 GOAWAY frames, which
-     * crash Deno 2.9's nghttp2 (see `_goaway_guard.ts`; default true).
+     * crash Deno 2.9's nghttp2 (see `kernel/grpc_guard.ts`; default true).
      */
     guardGoaway?: boolean;
+    /** How long shutdown waits after the last call before releasing the transport, ms. */
+    shutdownLingerMs?: number;
     /** gRPC call metrics (default: counted on a registry nobody serves). */
     grpcMetrics?: GrpcServerMetrics;
   } = {},
@@ -786,9 +794,13 @@ export async function startStateSyncServer(
   const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024 });
   const health = new HealthState([STATESYNC_SERVICE_NAME]);
   const grpc = options.grpcMetrics ?? new GrpcServerMetrics(new Registry());
+  const gate = new CallGate();
+  const handlers = gateHandlers(pb.StateSyncServiceService, service.handlers(), gate, {
+    message: "StateSync service is shutting down",
+  });
   server.addService(
     pb.StateSyncServiceService,
-    grpc.instrument(pb.StateSyncServiceService, service.handlers(), {
+    grpc.instrument(pb.StateSyncServiceService, handlers, {
       hooks: [grpcServerTracing("aetherflow-statesync")],
     }),
   );
@@ -797,7 +809,7 @@ export async function startStateSyncServer(
   let port: number;
   let guard: GuardedListener | undefined;
   if (options.guardGoaway ?? true) {
-    guard = serveGuarded(server, { hostname, port: options.port ?? 0 });
+    guard = await listenGuarded(server, { hostname, port: options.port ?? 0 });
     port = guard.port;
   } else {
     port = await new Promise<number>((resolve, reject) => {
@@ -813,24 +825,21 @@ export async function startStateSyncServer(
     port,
     server,
     health,
-    close(graceMs = 5000) {
+    close(graceMs = 5000, closeOptions = {}) {
       closing ??= (async () => {
-        guard?.close();
+        await guard?.close();
         health.set(false);
         health.endWatches();
+        gate.close();
         await service.closeStreams();
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, graceMs);
-          server.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
+        await gate.whenIdle(graceMs);
+        // A finished handler has only queued its response; give HTTP/2 time to write it out
+        // (grpc-js exposes no per-call "flushed" event).
+        const lingerMs = options.shutdownLingerMs ?? 100;
+        if (lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, lingerMs));
       })();
-      return closing;
+      if (closeOptions.releaseTransport === false) return closing;
+      return closing.then(() => server.forceShutdown());
     },
   };
 }

@@ -64,11 +64,14 @@ export interface StateSyncHandle extends AsyncDisposable {
   /** The bound port of the `/metrics` + `/health` endpoint, or null when off. */
   readonly metricsPort: number | null;
   /**
-   * Report NOT_SERVING, end subscription streams (UNAVAILABLE) and submit streams (after
-   * their in-flight requests), stop accepting, wait for calls in flight (up to
-   * `shutdownTimeoutMs`, then cancel them), close locks, presence and the store. Idempotent.
+   * Stop accepting, report NOT_SERVING, refuse new calls (UNAVAILABLE), end subscription
+   * streams (UNAVAILABLE) and submit streams (after their in-flight requests), wait for calls
+   * in flight (up to `shutdownTimeoutMs`), close locks, presence and the store — without
+   * sending an HTTP/2 GOAWAY (see `kernel/call_gate.ts`). The transport is released
+   * (remaining calls cancelled) unless `options.releaseTransport` is false, for a process
+   * about to exit. Idempotent.
    */
-  shutdown(): Promise<void>;
+  shutdown(options?: { releaseTransport?: boolean }): Promise<void>;
 }
 
 /** The KV file used under a data directory. */
@@ -182,10 +185,10 @@ export async function startStateSyncService(
       throw error;
     }
   }
-  const shutdown = () => {
+  const shutdown = (options: { releaseTransport?: boolean } = {}) => {
     closing ??= (async () => {
       await quantum?.close();
-      await running.close(config.shutdownTimeoutMs);
+      await running.close(config.shutdownTimeoutMs, options);
       locks.close();
       presence.close();
       await documents.close();
@@ -208,7 +211,7 @@ export async function startStateSyncService(
     metrics,
     metricsPort: metricsEndpoint?.port ?? null,
     shutdown,
-    [Symbol.asyncDispose]: shutdown,
+    [Symbol.asyncDispose]: () => shutdown(),
   };
 }
 
