@@ -8,7 +8,13 @@
  */
 import { type Client, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { AppError, type GrpcClientMetrics, type Logger, silentLogger } from "../kernel/mod.ts";
+import {
+  AppError,
+  type GrpcClientMetrics,
+  type Logger,
+  silentLogger,
+  startGoawayFilter,
+} from "../kernel/mod.ts";
 import { SessionServiceClient } from "../proto/gen/session.ts";
 import { StateSyncServiceClient } from "../proto/gen/statesync.ts";
 import type {
@@ -20,7 +26,6 @@ import type {
   StreamHandlers,
 } from "./backends.ts";
 import type { BreakerRegistry } from "./breaker.ts";
-import { startGoawayFilter } from "./_goaway_filter.ts";
 
 /** Where and how to reach one backend. */
 export interface BackendTarget {
@@ -55,7 +60,7 @@ export interface GrpcBackendsOptions {
   metrics?: GrpcClientMetrics;
   /**
    * Relay connections through a local filter that drops HTTP/2 GOAWAY frames (default true):
-   * works around a Deno 2.9 node:http2 crash on GOAWAY (see _goaway_filter.ts).
+   * works around a Deno 2.9 node:http2 crash on GOAWAY (see kernel/grpc_guard.ts).
    */
   filterGoaway?: boolean;
 }
