@@ -6,7 +6,8 @@
  *
  * Usage: `aetherflow [all|session|statesync|gateway]` (default `all`). Every service reads
  * its usual environment overrides (`AETHERFLOW_<SERVICE>_<KEY>`, see deploy/README.md);
- * with `all`, the gateway's backend addresses default to the in-process services. In
+ * with `all`, the gateway's backend addresses default to the in-process services (their
+ * Quantum port when the gateway's transport to them is `quantum`). In
  * development mode, a missing users file is created with the dev login `dev` /
  * `dev-password` (as `deno task start` does). SIGINT/SIGTERM stop the gateway first, then
  * the services, and exit 0.
@@ -30,6 +31,7 @@ import {
   serveGateway,
   UserStore,
 } from "../gateway/mod.ts";
+import { startQuantumTunnel } from "../quantum/mod.ts";
 import { SessionConfigSchema, startSessionService } from "../session/mod.ts";
 import { startStateSyncService, StateSyncConfigSchema } from "../statesync/mod.ts";
 
@@ -75,14 +77,22 @@ export async function startAllInOne(options: AllInOneOptions = {}): Promise<AllI
       const config = await loadConfig(SessionConfigSchema, { service: "session", env });
       const session = await startSessionService(config, { logger });
       stops.unshift(() => session.shutdown());
-      env.AETHERFLOW_GATEWAY_SESSION__ADDRESS ??= loopback(session.port);
+      env.AETHERFLOW_GATEWAY_SESSION__ADDRESS ??= loopback(
+        env.AETHERFLOW_GATEWAY_SESSION__TRANSPORT === "quantum" && session.quantumPort
+          ? session.quantumPort
+          : session.port,
+      );
       logger.info("Session service listening", { address: session.address });
     }
     if (role === "all" || role === "statesync") {
       const config = await loadConfig(StateSyncConfigSchema, { service: "statesync", env });
       const statesync = await startStateSyncService(config, { logger });
       stops.unshift(() => statesync.shutdown());
-      env.AETHERFLOW_GATEWAY_STATESYNC__ADDRESS ??= loopback(statesync.port);
+      env.AETHERFLOW_GATEWAY_STATESYNC__ADDRESS ??= loopback(
+        env.AETHERFLOW_GATEWAY_STATESYNC__TRANSPORT === "quantum" && statesync.quantumPort
+          ? statesync.quantumPort
+          : statesync.port,
+      );
       logger.info("Statesync service listening", { address: statesync.address });
     }
     let gatewayUrl: string | undefined;
@@ -96,6 +106,8 @@ export async function startAllInOne(options: AllInOneOptions = {}): Promise<AllI
         session: config.session,
         statesync: config.statesync,
         breakers,
+        // transport "quantum": the gRPC client goes through a loopback TCP <-> Quantum tunnel.
+        tunnel: (target) => startQuantumTunnel(target),
         logger,
       });
       stops.push(() => backends.close());

@@ -359,8 +359,11 @@ Deno.test({
             name: "aetherflow",
             cwd: dir.path,
             env: {
-              ...serviceEnv("session", freePort(), 0, `${dir.path}/all/session`),
-              ...serviceEnv("statesync", freePort(), 0, `${dir.path}/all/statesync`),
+              ...serviceEnv("session", freePort(), quantumPort(), `${dir.path}/all/session`),
+              ...serviceEnv("statesync", freePort(), quantumPort(), `${dir.path}/all/statesync`),
+              // In-process too, the gateway reaches the services over Quantum when it can.
+              AETHERFLOW_GATEWAY_SESSION__TRANSPORT: QUANTUM_READY ? "quantum" : "tcp",
+              AETHERFLOW_GATEWAY_STATESYNC__TRANSPORT: QUANTUM_READY ? "quantum" : "tcp",
               AETHERFLOW_GATEWAY_HOSTNAME: "127.0.0.1",
               AETHERFLOW_GATEWAY_PORT: String(port),
               AETHERFLOW_GATEWAY_AUTH__USERS_FILE: `${dir.path}/all/users.json`,
