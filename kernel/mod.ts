@@ -11,3 +11,4 @@ export * from "./metrics.ts";
 export * from "./tracing.ts";
 export * from "./call_gate.ts";
 export * from "./grpc_guard.ts";
+export * from "./health.ts";
