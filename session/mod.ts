@@ -19,7 +19,6 @@ export * from "./memory_store.ts";
 export * from "./kv_store.ts";
 export * from "./manager.ts";
 export * from "./sweeper.ts";
-export * from "./health.ts";
 export * from "./server.ts";
 export * from "./client.ts";
 export * from "./config.ts";

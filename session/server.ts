@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * const health = new HealthService();
+ * const health = new HealthState();
  * const server = createSessionServer(manager, { health });
  * server.bindAsync("127.0.0.1:50051", ServerCredentials.createInsecure(), () => {});
  * ```
@@ -15,11 +15,13 @@
  */
 import { type sendUnaryData, Server, type ServerUnaryCall } from "@grpc/grpc-js";
 import {
+  addHealthService,
   AppError,
   CallGate,
   currentTraceId,
   GrpcServerMetrics,
   grpcServerTracing,
+  HealthState,
   type Logger,
   Registry,
   silentLogger,
@@ -30,7 +32,6 @@ import {
   SessionServiceService,
   SessionState as ProtoState,
 } from "../proto/gen/session.ts";
-import { addHealthService, HealthService } from "./health.ts";
 import type { SessionManager, SessionUpdate } from "./manager.ts";
 import type { Session, SessionState } from "./model.ts";
 import { requireId } from "./_validate.ts";
@@ -43,7 +44,7 @@ export interface SessionServerOptions {
   /** Where INTERNAL failures are logged (default: silent). */
   logger?: Logger;
   /** Health service to register; the session service is marked SERVING in it. */
-  health?: HealthService;
+  health?: HealthState;
   /** Counts calls in flight and refuses new ones (UNAVAILABLE) once closed, for draining. */
   gate?: CallGate;
   /** Options passed to the grpc-js `Server` constructor. */
@@ -224,7 +225,7 @@ export function createSessionServer(
       hooks: [grpcServerTracing("aetherflow-session")],
     }),
   );
-  const health = options.health ?? new HealthService();
+  const health = options.health ?? new HealthState();
   health.setStatus(SESSION_SERVICE_NAME, "SERVING");
   addHealthService(server, health);
   return server;

@@ -5,7 +5,11 @@ import { tempDir } from "../kernel/testing.ts";
 import { SessionState } from "../proto/gen/session.ts";
 import { SessionClient } from "./client.ts";
 import { SessionConfigSchema } from "./config.ts";
-import { type HealthCheckResponse, HealthClient } from "./health.ts";
+import {
+  type HealthCheckResponse,
+  HealthCheckResponse_ServingStatus as Serving,
+  HealthClient,
+} from "../proto/gen/health.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { SESSION_SERVICE_NAME } from "./server.ts";
 import { kvPathFor, startSessionService } from "./service.ts";
@@ -296,21 +300,21 @@ Deno.test("gRPC health: SERVING while up, NOT_SERVING pushed to watchers on shut
           (error, response) => error ? reject(error) : resolve(response),
         )
       );
-    assert.equal((await check("")).status, "SERVING");
-    assert.equal((await check(SESSION_SERVICE_NAME)).status, "SERVING");
+    assert.equal((await check("")).status, Serving.SERVING);
+    assert.equal((await check(SESSION_SERVICE_NAME)).status, Serving.SERVING);
     await expectStatus(check("no.such.Service"), status.NOT_FOUND);
-    const seen: string[] = [];
+    const seen: Serving[] = [];
     const stream = health.watch({ service: SESSION_SERVICE_NAME });
     const ended = new Promise<void>((resolve) => {
       stream.on("data", (message: HealthCheckResponse) => {
         seen.push(message.status);
-        if (message.status === "SERVING") void service.shutdown();
+        if (message.status === Serving.SERVING) void service.shutdown();
       });
       stream.on("end", () => resolve());
       stream.on("error", () => resolve());
     });
     await ended;
-    assert.deepEqual(seen, ["SERVING", "NOT_SERVING"]);
+    assert.deepEqual(seen, [Serving.SERVING, Serving.NOT_SERVING]);
   } finally {
     health.close();
     await service.shutdown();

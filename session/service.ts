@@ -19,6 +19,7 @@ import {
   createMetricsRegistry,
   type GuardedListener,
   guardIncomingGoaway,
+  HealthState,
   listenGuarded,
   type Logger,
   type MetricsEndpoint,
@@ -27,7 +28,6 @@ import {
 } from "../kernel/mod.ts";
 import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
-import { HealthService } from "./health.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { SessionManager } from "./manager.ts";
 import { MemorySessionStore } from "./memory_store.ts";
@@ -55,7 +55,7 @@ export interface SessionServiceHandle extends AsyncDisposable {
   /** The manager, for in-process callers. */
   readonly manager: SessionManager;
   /** The health service (SERVING until shutdown). */
-  readonly health: HealthService;
+  readonly health: HealthState;
   /** The grpc-js server. */
   readonly server: Server;
   /** The service's metrics (served on `metricsPort` when that is set). */
@@ -106,7 +106,7 @@ export async function startSessionService(
     metadataLimits: config.metadata,
   });
   metrics.observe(manager);
-  const health = new HealthService();
+  const health = new HealthState();
   const gate = new CallGate();
   const server = createSessionServer(manager, {
     logger,
