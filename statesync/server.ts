@@ -23,6 +23,7 @@ import {
 } from "@grpc/grpc-js";
 import { SpanKind, trace } from "@opentelemetry/api";
 import {
+  addHealthService,
   AppError,
   CallGate,
   contextFromTraceparent,
@@ -31,6 +32,7 @@ import {
   GrpcServerMetrics,
   grpcServerTracing,
   type GuardedListener,
+  HealthState,
   listenGuarded,
   type Logger,
   parseId,
@@ -69,8 +71,6 @@ import {
   strategyFromProto,
 } from "./convert.ts";
 import * as pb from "../proto/gen/statesync.ts";
-import { HealthService } from "../proto/gen/health.ts";
-import { HealthState } from "./_health.ts";
 
 /** The parts of the document engine (`DocumentManager`) the service calls. */
 export interface Documents {
@@ -804,7 +804,7 @@ export async function startStateSyncServer(
       hooks: [grpcServerTracing("aetherflow-statesync")],
     }),
   );
-  server.addService(HealthService, health.handlers());
+  addHealthService(server, health);
   const hostname = options.hostname ?? "127.0.0.1";
   let port: number;
   let guard: GuardedListener | undefined;
