@@ -180,3 +180,105 @@ export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGener
   buffer += decoder.decode();
   if (buffer.length > 0) yield buffer;
 }
+
+/**
+ * Collects the lines of a stream (e.g. a child's stderr); {@link LineWatcher.wait} resolves
+ * on the first line containing a needle.
+ *
+ * @example
+ * ```ts
+ * const log = new LineWatcher(child.stderr);
+ * await log.wait("listening");
+ * ```
+ */
+export class LineWatcher {
+  #lines: string[] = [];
+  #waiters: { needle: string; resolve: (line: string) => void }[] = [];
+  #ended = false;
+  /** Resolves when the stream has ended (every line read). */
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      for await (const line of readLines(stream)) this.#add(line);
+      this.#ended = true;
+      for (const waiter of this.#waiters.splice(0)) waiter.resolve("");
+    })();
+  }
+
+  /** Every line so far. */
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
+
+  #add(line: string): void {
+    this.#lines.push(line);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!line.includes(waiter.needle)) return true;
+      waiter.resolve(line);
+      return false;
+    });
+  }
+
+  /** The first line containing `needle` ("" when the stream ends without one). */
+  wait(needle: string): Promise<string> {
+    const seen = this.#lines.find((line) => line.includes(needle));
+    if (seen !== undefined || this.#ended) return Promise.resolve(seen ?? "");
+    return new Promise((resolve) => this.#waiters.push({ needle, resolve }));
+  }
+}
+
+/** A Deno script running as a child process (see {@link spawnDeno}). */
+export interface DenoChild extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  /** The child's stderr lines (where the services log). */
+  readonly log: LineWatcher;
+  /** Send `signal` (default SIGTERM) unless it has exited; resolves with its status once its log ended. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Run `deno run -A <script> ...args` with `env` added to the environment, stdout discarded
+ * and stderr watched. Disposing it SIGKILLs the child if still running and waits for it.
+ *
+ * @example
+ * ```ts
+ * await using service = spawnDeno(new URL("../statesync/main.ts", import.meta.url), {
+ *   env: { AETHERFLOW_STATESYNC_PORT: String(freePort()) },
+ * });
+ * await service.log.wait("listening");
+ * assert.equal((await service.stop()).code, 0);
+ * ```
+ */
+export function spawnDeno(
+  script: string | URL,
+  options: { args?: readonly string[]; env?: Record<string, string> } = {},
+): DenoChild {
+  const path = script instanceof URL ? script.pathname : script;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", path, ...(options.args ?? [])],
+    env: options.env ?? {},
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new LineWatcher(child.stderr);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    if (!exited) {
+      try {
+        child.kill(signal);
+      } catch {
+        // It exited meanwhile: the status tells how.
+      }
+    }
+    const result = await status;
+    await log.done;
+    return result;
+  };
+  return { child, log, stop, [Symbol.asyncDispose]: async () => void await stop("SIGKILL") };
+}

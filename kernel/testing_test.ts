@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { ETCD_BINARY, freePort, freeUdpPort, needs, startEtcd, tempDir } from "./testing.ts";
+import {
+  ETCD_BINARY,
+  freePort,
+  freeUdpPort,
+  needs,
+  spawnDeno,
+  startEtcd,
+  tempDir,
+} from "./testing.ts";
 
 Deno.test("tempDir() is removed on dispose", async () => {
   let path: string;
@@ -53,4 +61,28 @@ Deno.test("needs() ignores a test outside CI only when a tool is missing, naming
     if (ci === undefined) Deno.env.delete("CI");
     else Deno.env.set("CI", ci);
   }
+});
+
+Deno.test("spawnDeno() watches the child's stderr lines and stop() signals it and returns its status", async () => {
+  await using dir = await tempDir();
+  const script = `${dir.path}/child.ts`;
+  await Deno.writeTextFile(
+    script,
+    `console.error("starting " + Deno.args.join(","));
+console.error("ready on " + Deno.env.get("CHILD_PORT"));
+Deno.addSignalListener("SIGTERM", () => { console.error("bye"); Deno.exit(3); });
+setInterval(() => {}, 1000);
+`,
+  );
+  await using child = spawnDeno(script, { args: ["a", "b"], env: { CHILD_PORT: "1234" } });
+  assert.equal(await child.log.wait("ready"), "ready on 1234");
+  assert.equal(await child.log.wait("starting"), "starting a,b", "an earlier line is found too");
+  const status = await child.stop();
+  assert.equal(status.code, 3);
+  assert.deepEqual(child.log.lines, ["starting a,b", "ready on 1234", "bye"]);
+  assert.equal(
+    await child.log.wait("never printed"),
+    "",
+    "an ended log answers with an empty line",
+  );
 });
