@@ -13,10 +13,11 @@ function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) =
 Deno.test("the server survives a client that closes gracefully after 300 calls (Deno http2 GOAWAY abort)", async () => {
   // Server in its own process: without the guard, its nghttp2 aborts on the client's GOAWAY.
   const port = freePort();
-  const { child, log } = startMain({
+  const main = startMain({
     AETHERFLOW_STATESYNC_PORT: String(port),
     AETHERFLOW_STATESYNC_STORAGE: "memory",
   });
+  const { child, log } = main;
   const address = `127.0.0.1:${port}`;
   try {
     assert.match(await log.wait("Statesync service listening"), /listening/);
@@ -34,12 +35,6 @@ Deno.test("the server survives a client that closes gracefully after 300 calls (
     const exit = await child.status;
     assert.equal(exit.code, 0, `exit ${exit.code}; log:\n${log.lines.join("\n")}`);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-    await log.done;
+    await main.stop("SIGKILL");
   }
 });

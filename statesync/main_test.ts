@@ -17,10 +17,11 @@ function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) =
 Deno.test("main.ts serves gRPC on the configured port and shuts down cleanly on SIGTERM", async () => {
   await using dir = await tempDir("aetherflow-statesync-main-");
   const port = freePort();
-  const { child, log } = startMain({
+  const main = startMain({
     AETHERFLOW_STATESYNC_PORT: String(port),
     AETHERFLOW_STATESYNC_DATA_DIR: dir.path,
   });
+  const { child, log } = main;
   const listening = log.wait("Statesync service listening");
   const client = new pb.StateSyncServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
   try {
@@ -90,12 +91,6 @@ Deno.test("main.ts serves gRPC on the configured port and shuts down cleanly on 
     }
   } finally {
     client.close();
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
-    await child.status;
-    await log.done;
+    await main.stop("SIGKILL");
   }
 });
