@@ -49,6 +49,7 @@ export * from "./fec.ts";
 export * from "./rtt.ts";
 export * from "./clock.ts";
 export * from "./packet_conn.ts";
+export { setReceiveBuffer } from "./_sockopt.ts";
 export * from "./sim_net.ts";
 export * from "./impairments.ts";
 export * from "./relay.ts";

@@ -16,6 +16,7 @@
  * ```
  * @module
  */
+import { setReceiveBuffer } from "./_sockopt.ts";
 import { Impairer, type Impairments, type ImpairmentStats } from "./impairments.ts";
 
 /** Options for {@linkcode startRelay}. */
@@ -28,6 +29,11 @@ export interface RelayOptions {
   impairments?: Impairments;
   /** Override for the server → client direction. */
   downstreamImpairments?: Impairments;
+  /**
+   * `SO_RCVBUF` for the relay's sockets (bytes; needs `--allow-ffi`, see `_sockopt.ts`), so the
+   * relay's own kernel queues do not drop bursts. Default: the kernel's default.
+   */
+  receiveBufferBytes?: number;
   /** Called after each datagram was processed (for tests and tools that count). */
   onDatagram?: (direction: "upstream" | "downstream") => void;
 }
@@ -71,6 +77,12 @@ export function startRelay(options: RelayOptions): Relay {
     port: options.listen?.port ?? 0,
     transport: "udp",
   });
+  const tune = (socket: Deno.DatagramConn) => {
+    if (options.receiveBufferBytes !== undefined) {
+      setReceiveBuffer((socket.addr as Deno.NetAddr).port, options.receiveBufferBytes);
+    }
+  };
+  tune(front);
   const target: Deno.NetAddr = { transport: "udp", ...options.target };
   const baseSeed = options.impairments?.seed ?? 1;
   const up = new Impairer({ ...options.impairments, seed: baseSeed });
@@ -153,6 +165,7 @@ export function startRelay(options: RelayOptions): Relay {
 
   function openUpstream(client: { addr: Deno.NetAddr }): Client {
     const upstream = Deno.listenDatagram({ hostname: "0.0.0.0", port: 0, transport: "udp" });
+    tune(upstream);
     const entry: Client = { addr: client.addr, upstream, loop: Promise.resolve() };
     entry.loop = (async () => {
       const buffer = new Uint8Array(65536);

@@ -15,8 +15,8 @@
  * with drops is marked `!` (not a valid comparison). CPU = user + system seconds of client and
  * server per MiB moved.
  *
- * Quantum's sockets get a 4 MiB `SO_RCVBUF` (`receiveBufferBytes`); QUIC's and the relay's
- * keep the kernel default (Deno exposes no option for them).
+ * Every UDP socket (Quantum, QUIC endpoints, relay) gets a 4 MiB `SO_RCVBUF` through
+ * `quantum/_sockopt.ts` (QUIC's endpoints are created here so their ports are known).
  *
  * Then: heap per idle Quantum connection, and 1,000 idle connections on one listener.
  *
@@ -33,6 +33,7 @@ import {
   listen,
   type QuantumConnection,
   type Relay,
+  setReceiveBuffer,
   startRelay,
 } from "../../quantum/mod.ts";
 
@@ -226,6 +227,7 @@ async function serverRole(certFile: string, keyFile: string): Promise<void> {
     const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
     const listener = endpoint.listen({ cert, key, alpnProtocols: ALPN, congestionControl: cc });
     ports[kind] = endpoint.addr.port;
+    setReceiveBuffer(endpoint.addr.port, RCVBUF);
     closers.push(() => endpoint.close());
     (async () => {
       try {
@@ -272,6 +274,7 @@ async function relayRole(loss: number, delayMs: number, targets: number[]): Prom
     startRelay({
       target: { hostname: "127.0.0.1", port },
       impairments: { loss, delayMs, bandwidthBytesPerSec: RELAY_RATE, seed: 100 + i },
+      receiveBufferBytes: RCVBUF,
     })
   );
   console.log(JSON.stringify({ ports: relays.map((r) => r.addr.port), pid: Deno.pid }));
@@ -378,7 +381,10 @@ async function open(kind: Kind, port: number, cert: string): Promise<Opened> {
       abort: close,
     };
   }
+  const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
+  setReceiveBuffer(endpoint.addr.port, RCVBUF);
   const conn = await Deno.connectQuic({
+    endpoint,
     hostname: "127.0.0.1",
     port,
     serverName: "localhost",
@@ -390,6 +396,9 @@ async function open(kind: Kind, port: number, cert: string): Promise<Opened> {
   const close = () => {
     try {
       conn.close({ closeCode: 0, reason: "done" });
+    } catch { /* closed */ }
+    try {
+      endpoint.close();
     } catch { /* closed */ }
   };
   conn.closed.catch(() => {});
