@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { freePort, tempDir } from "../kernel/testing.ts";
+import { freePort, spawnDeno, tempDir } from "../kernel/testing.ts";
 import { SessionState } from "../proto/gen/session.ts";
 import { SessionClient } from "./client.ts";
 
@@ -8,49 +8,16 @@ const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
 /** A `session/main.ts` child process, ready once it logged that it listens. */
 async function spawnService(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN],
-    env,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let listening: Record<string, unknown> | null = null;
-  while (listening === null) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`session/main.ts exited early:\n${lines.join("\n")}`);
-    buffer += value;
-    const parts = buffer.split("\n");
-    buffer = parts.pop()!;
-    for (const line of parts) {
-      lines.push(line);
-      const record = JSON.parse(line) as Record<string, unknown>;
-      if (record.message === "Session service listening") listening = record;
-    }
+  const main = spawnDeno(MAIN, { env });
+  const line = await main.log.wait("Session service listening");
+  if (line === "") {
+    await main.stop();
+    throw new Error(`session/main.ts exited early:\n${main.log.lines.join("\n")}`);
   }
-  const rest = (async () => {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      lines.push(value);
-    }
-  })();
   return {
-    listening,
-    lines,
-    async stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
-      try {
-        child.kill(signal);
-      } catch {
-        // Already exited (e.g. crashed): the status below tells how.
-      }
-      const result = await child.status;
-      await rest;
-      return result;
-    },
+    listening: JSON.parse(line) as Record<string, unknown>,
+    lines: main.log.lines,
+    stop: main.stop,
   };
 }
 
