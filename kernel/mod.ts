@@ -12,3 +12,4 @@ export * from "./tracing.ts";
 export * from "./call_gate.ts";
 export * from "./grpc_guard.ts";
 export * from "./health.ts";
+export * from "./clock.ts";
