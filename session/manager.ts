@@ -29,8 +29,7 @@
  */
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { AppError, newId } from "../kernel/mod.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { AppError, type Clock, newId, systemClock } from "../kernel/mod.ts";
 import {
   emptyStats,
   MAX_ROTATED_TOKENS,

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { AppError, newId } from "../kernel/mod.ts";
+import { AppError, ManualClock, newId } from "../kernel/mod.ts";
 import { tempDir } from "../kernel/testing.ts";
-import { ManualClock } from "./clock.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { hashToken, SessionManager, type SessionManagerOptions } from "./manager.ts";
 import { MemorySessionStore } from "./memory_store.ts";

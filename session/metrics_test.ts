@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { freePort } from "../kernel/testing.ts";
-import { createMetricsRegistry } from "../kernel/mod.ts";
+import { createMetricsRegistry, ManualClock } from "../kernel/mod.ts";
 import { dial, listen } from "../quantum/mod.ts";
 import { SessionClient } from "./client.ts";
-import { ManualClock } from "./clock.ts";
 import { SessionConfigSchema } from "./config.ts";
 import { startSessionService } from "./service.ts";
 import { SessionMetrics } from "./metrics.ts";

@@ -13,7 +13,6 @@
  * @module
  */
 export * from "./model.ts";
-export * from "./clock.ts";
 export * from "./store.ts";
 export * from "./memory_store.ts";
 export * from "./kv_store.ts";

@@ -16,6 +16,7 @@ import { connectionToDuplex, listen as listenQuantum } from "../quantum/mod.ts";
 import { join } from "node:path";
 import {
   CallGate,
+  type Clock,
   createMetricsRegistry,
   type GuardedListener,
   guardIncomingGoaway,
@@ -26,7 +27,6 @@ import {
   serveMetrics,
   silentLogger,
 } from "../kernel/mod.ts";
-import type { Clock } from "./clock.ts";
 import type { SessionConfig } from "./config.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { SessionManager } from "./manager.ts";

@@ -19,8 +19,7 @@
  * ```
  * @module
  */
-import { AppError, newId } from "../kernel/mod.ts";
-import { systemClock } from "./_clock.ts";
+import { AppError, newId, systemClock } from "../kernel/mod.ts";
 import {
   jsonEqual,
   readCreateInput,

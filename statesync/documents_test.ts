@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { AppError, newId } from "../kernel/mod.ts";
+import { AppError, ManualClock, newId } from "../kernel/mod.ts";
 import { tempDir } from "../kernel/testing.ts";
-import { ManualClock } from "./_clock.ts";
 import { DocumentManager, type DocumentManagerOptions } from "./documents.ts";
 import type { DocEvent } from "./events.ts";
 import { apply as applyOp } from "./json0/mod.ts";

@@ -19,10 +19,9 @@
  * ```
  * @module
  */
-import { AppError, newId } from "../kernel/mod.ts";
+import { AppError, type Clock, newId, systemClock } from "../kernel/mod.ts";
 import type { EventSink, OperationRecord } from "./model.ts";
 import type { DocEvent } from "./events.ts";
-import { type Clock, systemClock } from "./_clock.ts";
 
 /** Options for {@link EventHub}. */
 export interface EventHubOptions {

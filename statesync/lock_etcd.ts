@@ -32,7 +32,14 @@
  */
 import { Buffer } from "node:buffer";
 import type { IKeyValue, Watcher } from "etcd3";
-import { AppError, newId } from "../kernel/mod.ts";
+import {
+  AppError,
+  type Clock,
+  newId,
+  systemClock,
+  systemTimers,
+  type Timers,
+} from "../kernel/mod.ts";
 import {
   etcdCompare,
   type EtcdConnection,
@@ -46,7 +53,6 @@ import type { Path } from "./json0/types.ts";
 import type { EventSink, LockGuard } from "./model.ts";
 import type { LockRecord } from "./events.ts";
 import type { AcquireLockInput } from "./locks.ts";
-import { type Clock, systemClock, systemTimers, type Timers } from "./_clock.ts";
 import { formatPath, pathsOverlap } from "./_path.ts";
 
 /** Options for {@link EtcdLockManager.open}. */

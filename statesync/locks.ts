@@ -16,11 +16,18 @@
  * ```
  * @module
  */
-import { AppError, newId } from "../kernel/mod.ts";
+import {
+  AppError,
+  type Clock,
+  newId,
+  systemClock,
+  systemTimers,
+  type TimerHandle,
+  type Timers,
+} from "../kernel/mod.ts";
 import type { Path } from "./json0/types.ts";
 import type { EventSink, LockGuard } from "./model.ts";
 import type { LockRecord } from "./events.ts";
-import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from "./_clock.ts";
 import { formatPath, pathsOverlap } from "./_path.ts";
 
 /** Options for {@link LockManager}. */

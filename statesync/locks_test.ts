@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { AppError, newId } from "../kernel/mod.ts";
+import { AppError, ManualClock, newId } from "../kernel/mod.ts";
 import type { DocEvent } from "./events.ts";
 import { LockManager } from "./locks.ts";
-import { ManualClock } from "./_clock.ts";
 
 function setup(options: { defaultTtlMs?: number } = {}) {
   const clock = new ManualClock();

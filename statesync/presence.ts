@@ -13,11 +13,17 @@
  * ```
  * @module
  */
-import { AppError } from "../kernel/mod.ts";
+import {
+  AppError,
+  type Clock,
+  systemClock,
+  systemTimers,
+  type TimerHandle,
+  type Timers,
+} from "../kernel/mod.ts";
 import type { Json } from "./json0/types.ts";
 import type { EventSink } from "./model.ts";
 import type { EventType, PresenceRecord } from "./events.ts";
-import { type Clock, systemClock, systemTimers, type TimerHandle, type Timers } from "./_clock.ts";
 
 /** Options for {@link PresenceManager}. */
 export interface PresenceManagerOptions {

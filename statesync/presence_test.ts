@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { AppError, newId } from "../kernel/mod.ts";
+import { AppError, ManualClock, newId } from "../kernel/mod.ts";
 import type { DocEvent } from "./events.ts";
 import { PresenceManager } from "./presence.ts";
-import { ManualClock } from "./_clock.ts";
 
 function setup() {
   const clock = new ManualClock();

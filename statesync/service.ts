@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import type { Server } from "@grpc/grpc-js";
 import {
+  type Clock,
   createMetricsRegistry,
   type Logger,
   type MetricsEndpoint,
@@ -30,7 +31,6 @@ import { EventHub } from "./hub.ts";
 import { LockManager } from "./locks.ts";
 import { PresenceManager } from "./presence.ts";
 import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
-import type { Clock } from "./_clock.ts";
 import { StateSyncMetrics } from "./metrics.ts";
 import type { QuantumMetrics } from "../quantum/mod.ts";
 import { TracedDocumentStore } from "./_traced_store.ts";
