@@ -83,3 +83,19 @@ for (
     assert.equal(result.clientClose.reason, "closed");
   });
 }
+
+Deno.test("congestion is chosen by name per connection: BBR by default, NewReno on request", async () => {
+  await using harness = simHarness({ delayMs: 2 });
+  const small = data.subarray(0, 256 << 10);
+  const byDefault = await transfer(harness, small);
+  assert.equal(byDefault.client.stats().congestionControl, "bbr");
+  assert.equal(byDefault.server.stats().congestionControl, "bbr");
+  const reno = await transfer(harness, small, { dial: { congestion: "newreno" } });
+  assert.equal(reno.received.sha256, sha256(small));
+  assert.equal(reno.client.stats().congestionControl, "newreno");
+  await assert.rejects(
+    // deno-lint-ignore no-explicit-any
+    () => harness.dial(harness.listen(), { congestion: "cubic" as any }),
+    TypeError,
+  );
+});
