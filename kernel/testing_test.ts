@@ -68,9 +68,10 @@ Deno.test("spawnDeno() watches the child's stderr lines and stop() signals it an
   const script = `${dir.path}/child.ts`;
   await Deno.writeTextFile(
     script,
-    `console.error("starting " + Deno.args.join(","));
+    // The signal listener is in place before "ready" is printed.
+    `Deno.addSignalListener("SIGTERM", () => { console.error("bye"); Deno.exit(3); });
+console.error("starting " + Deno.args.join(","));
 console.error("ready on " + Deno.env.get("CHILD_PORT"));
-Deno.addSignalListener("SIGTERM", () => { console.error("bye"); Deno.exit(3); });
 setInterval(() => {}, 1000);
 `,
   );

@@ -21,12 +21,6 @@ if (import.meta.main) {
     logger.error("Cannot start the session service", { error });
     Deno.exit(1);
   }
-  logger.info("Session service listening", {
-    address: service.address,
-    storage: config.storage,
-    data_dir: config.storage === "kv" ? config.dataDir : null,
-    quantum_port: config.quantumPort || null,
-  });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });
     // Exit without releasing the transport: no GOAWAY reaches clients (see kernel/call_gate.ts).
@@ -35,4 +29,11 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  // Logged once the signal handlers are in place: a SIGTERM after this line drains cleanly.
+  logger.info("Session service listening", {
+    address: service.address,
+    storage: config.storage,
+    data_dir: config.storage === "kv" ? config.dataDir : null,
+    quantum_port: config.quantumPort || null,
+  });
 }

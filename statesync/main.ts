@@ -14,13 +14,6 @@ if (import.meta.main) {
   const config = await loadConfigOrExit(StateSyncConfigSchema, "statesync");
   const logger = createLogger({ service: "statesync", level: config.logLevel });
   const service = await startStateSyncService(config, { logger });
-  logger.info("Statesync service listening", {
-    address: service.address,
-    storage: config.storage,
-    data_dir: config.storage === "kv" ? config.dataDir : null,
-    quantum_port: service.quantumPort,
-    metrics_port: service.metricsPort,
-  });
   const stop = async (signal: Deno.Signal) => {
     logger.info("Shutting down", { signal });
     // Exit without releasing the transport: no GOAWAY reaches clients (kernel/call_gate.ts).
@@ -29,4 +22,12 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  // Logged once the signal handlers are in place: a SIGTERM after this line drains cleanly.
+  logger.info("Statesync service listening", {
+    address: service.address,
+    storage: config.storage,
+    data_dir: config.storage === "kv" ? config.dataDir : null,
+    quantum_port: service.quantumPort,
+    metrics_port: service.metricsPort,
+  });
 }
