@@ -282,3 +282,48 @@ export function spawnDeno(
   };
   return { child, log, stop, [Symbol.asyncDispose]: async () => void await stop("SIGKILL") };
 }
+
+/**
+ * A small, fast seeded PRNG (mulberry32): floats in [0, 1), the same sequence for the same
+ * seed, so a failing randomized test can be repeated.
+ *
+ * @example
+ * ```ts
+ * const random = seededRandom(42);
+ * const size = 1 + Math.floor(random() * 30);
+ * ```
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The value of the first Prometheus text-format sample `name` whose labels include `labels`
+ * (0 when there is none).
+ *
+ * @example
+ * ```ts
+ * const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+ * metricSample(text, "aetherflow_grpc_server_handled_total", { method: "GetStats" });
+ * ```
+ */
+export function metricSample(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
+      return Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return 0;
+}

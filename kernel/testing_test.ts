@@ -3,7 +3,9 @@ import {
   ETCD_BINARY,
   freePort,
   freeUdpPort,
+  metricSample,
   needs,
+  seededRandom,
   spawnDeno,
   startEtcd,
   tempDir,
@@ -86,4 +88,32 @@ setInterval(() => {}, 1000);
     "",
     "an ended log answers with an empty line",
   );
+});
+
+Deno.test("seededRandom() repeats its sequence for a seed and stays in [0, 1)", () => {
+  const a = seededRandom(42);
+  const b = seededRandom(42);
+  const c = seededRandom(43);
+  const first = Array.from({ length: 1000 }, () => a());
+  assert.deepEqual(Array.from({ length: 1000 }, () => b()), first);
+  assert.notDeepEqual(Array.from({ length: 1000 }, () => c()), first);
+  assert.ok(first.every((x) => x >= 0 && x < 1));
+  const mean = first.reduce((sum, x) => sum + x, 0) / first.length;
+  assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
+});
+
+Deno.test("metricSample() reads a sample by name and label subset, 0 when absent", () => {
+  const text = [
+    "# HELP calls_total Calls.",
+    "# TYPE calls_total counter",
+    'calls_total{method="Get",code="OK"} 7',
+    'calls_total{method="Get",code="NOT_FOUND"} 2',
+    "calls_total_other 99",
+    "up 1",
+  ].join("\n");
+  assert.equal(metricSample(text, "calls_total", { code: "NOT_FOUND" }), 2);
+  assert.equal(metricSample(text, "calls_total", { method: "Get" }), 7);
+  assert.equal(metricSample(text, "up"), 1);
+  assert.equal(metricSample(text, "calls_total", { method: "Put" }), 0);
+  assert.equal(metricSample(text, "missing"), 0);
 });
