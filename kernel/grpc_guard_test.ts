@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { credentials, Server, type ServiceError } from "@grpc/grpc-js";
 import { HealthClient, type HealthServer, HealthService } from "../proto/gen/health.ts";
 import { GoawayStripper, listenGuarded, startGoawayFilter } from "./grpc_guard.ts";
+import { seededRandom } from "./testing.ts";
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -27,20 +28,10 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 for (const preface of [false, true]) {
   const direction = preface ? "client → server (with preface)" : "server → client";
   Deno.test(`GoawayStripper ${direction} drops exactly the GOAWAY frames however the stream is chunked`, () => {
-    const random = rng(preface ? 7 : 42);
+    const random = seededRandom(preface ? 7 : 42);
     for (let round = 0; round < 200; round++) {
       const frames: Uint8Array[] = preface ? [PREFACE] : [];
       const kept: Uint8Array[] = preface ? [PREFACE] : [];

@@ -1,22 +1,11 @@
 import assert from "node:assert/strict";
-import { freePort } from "../kernel/testing.ts";
+import { freePort, metricSample } from "../kernel/testing.ts";
 import { createMetricsRegistry, ManualClock } from "../kernel/mod.ts";
 import { dial, listen } from "../quantum/mod.ts";
 import { SessionClient } from "./client.ts";
 import { SessionConfigSchema } from "./config.ts";
 import { startSessionService } from "./service.ts";
 import { SessionMetrics } from "./metrics.ts";
-
-/** The value of the sample `name` whose labels include `labels` (0 when absent). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
-  }
-  return 0;
-}
 
 Deno.test("session /metrics counts sessions created, heartbeats, deletions and expirations", async () => {
   const clock = new ManualClock();
@@ -39,14 +28,14 @@ Deno.test("session /metrics counts sessions created, heartbeats, deletions and e
   await client.heartbeat({ sessionId: a.session!.id, ttlSeconds: 600 });
   await client.deleteSession({ sessionId: b.session!.id });
   let text = await scrape();
-  assert.equal(sample(text, "aetherflow_session_sessions_created_total"), 3);
-  assert.equal(sample(text, "aetherflow_session_heartbeats_total"), 2);
-  assert.equal(sample(text, "aetherflow_session_sessions_deleted_total"), 1);
-  assert.equal(sample(text, "aetherflow_session_sessions", { state: "active" }), 2);
+  assert.equal(metricSample(text, "aetherflow_session_sessions_created_total"), 3);
+  assert.equal(metricSample(text, "aetherflow_session_heartbeats_total"), 2);
+  assert.equal(metricSample(text, "aetherflow_session_sessions_deleted_total"), 1);
+  assert.equal(metricSample(text, "aetherflow_session_sessions", { state: "active" }), 2);
   const handled = "aetherflow_grpc_server_handled_total";
   const svc = { service: "aetherflow.session.v1.SessionService" };
-  assert.equal(sample(text, handled, { ...svc, method: "CreateSession", code: "OK" }), 3);
-  assert.equal(sample(text, handled, { ...svc, method: "Heartbeat", code: "OK" }), 2);
+  assert.equal(metricSample(text, handled, { ...svc, method: "CreateSession", code: "OK" }), 3);
+  assert.equal(metricSample(text, handled, { ...svc, method: "Heartbeat", code: "OK" }), 2);
   await assert.rejects(
     client.getSession({ selector: { $case: "sessionId", value: b.session!.id } }),
   );
@@ -54,9 +43,9 @@ Deno.test("session /metrics counts sessions created, heartbeats, deletions and e
   clock.advance(601_000);
   assert.equal(await service.manager.sweep(), 2);
   text = await scrape();
-  assert.equal(sample(text, "aetherflow_session_sessions_expired_total"), 2);
-  assert.equal(sample(text, "aetherflow_session_sessions", { state: "active" }), 0);
-  assert.equal(sample(text, handled, { ...svc, method: "GetSession", code: "NOT_FOUND" }), 1);
+  assert.equal(metricSample(text, "aetherflow_session_sessions_expired_total"), 2);
+  assert.equal(metricSample(text, "aetherflow_session_sessions", { state: "active" }), 0);
+  assert.equal(metricSample(text, handled, { ...svc, method: "GetSession", code: "NOT_FOUND" }), 1);
   assert.ok(!text.includes("alice"), "a user id leaked into a label");
 });
 

@@ -1,23 +1,11 @@
 import assert from "node:assert/strict";
-import { tempDir } from "../kernel/testing.ts";
+import { seededRandom, tempDir } from "../kernel/testing.ts";
 import { DocumentManager } from "./documents.ts";
 import { apply as applyOp } from "./json0/mod.ts";
 import type { Json, OperationRecord } from "./model.ts";
 import { KvDocumentStore } from "./store_kv.ts";
 
 const CHILD = new URL("./_durability_child.ts", import.meta.url).pathname;
-
-/** A small seeded PRNG (mulberry32) so a failing run can be repeated. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Round {
   session: string;
@@ -62,7 +50,7 @@ async function runChild(path: string, documentId: string, session: string, killA
 
 Deno.test("every acknowledged op survives SIGKILL exactly once and the content equals the replay of history", async () => {
   const seed = Number(Deno.env.get("DURABILITY_SEED") ?? Date.now() % 1_000_000);
-  const rand = random(seed);
+  const rand = seededRandom(seed);
   await using dir = await tempDir("statesync-durability-");
   const path = `${dir.path}/statesync.kv`;
   const documentId = await (async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { credentials, type ServiceError } from "@grpc/grpc-js";
-import { freePort } from "../kernel/testing.ts";
+import { freePort, metricSample } from "../kernel/testing.ts";
 import * as pb from "../proto/gen/statesync.ts";
 import { StateSyncConfigSchema } from "./config.ts";
 import { opToProto } from "./convert.ts";
@@ -10,17 +10,6 @@ function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) =
   return new Promise<T>((resolve, reject) => {
     start((error, response) => (error ? reject(error) : resolve(response)));
   });
-}
-
-/** The value of the sample `name` whose labels include `labels` (0 when absent). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
-      return Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
-  }
-  return 0;
 }
 
 Deno.test("statesync /metrics counts operations by outcome, conflicts by strategy, gRPC calls and gauges", async () => {
@@ -77,28 +66,44 @@ Deno.test("statesync /metrics counts operations by outcome, conflicts by strateg
     await slow.closed;
     const text = await scrape();
     const ops = "aetherflow_statesync_operations_total";
-    assert.equal(sample(before, ops, { outcome: "applied" }), 0);
-    assert.equal(sample(text, ops, { outcome: "applied" }), 3);
-    assert.equal(sample(text, ops, { outcome: "duplicate" }), 1);
-    assert.equal(sample(text, ops, { outcome: "failed" }), 1);
+    assert.equal(metricSample(before, ops, { outcome: "applied" }), 0);
+    assert.equal(metricSample(text, ops, { outcome: "applied" }), 3);
+    assert.equal(metricSample(text, ops, { outcome: "duplicate" }), 1);
+    assert.equal(metricSample(text, ops, { outcome: "failed" }), 1);
     assert.equal(
-      sample(text, "aetherflow_statesync_apply_seconds_count", { outcome: "applied" }),
+      metricSample(text, "aetherflow_statesync_apply_seconds_count", { outcome: "applied" }),
       3,
     );
-    assert.equal(sample(text, "aetherflow_statesync_conflicts_total", { strategy: "lww" }), 1);
-    assert.equal(sample(text, "aetherflow_statesync_conflicts_total", { strategy: "merge" }), 0);
-    assert.equal(sample(text, "aetherflow_statesync_transforms_total"), 1);
-    assert.equal(sample(text, "aetherflow_statesync_documents"), 1);
-    assert.equal(sample(text, "aetherflow_statesync_slow_subscriber_disconnects_total"), 1);
-    assert.equal(sample(text, "aetherflow_statesync_subscribers"), 0);
-    const handled = "aetherflow_grpc_server_handled_total";
-    const method = { service: "aetherflow.statesync.v1.StateSyncService" };
-    assert.equal(sample(text, handled, { ...method, method: "ApplyOperation", code: "OK" }), 4);
     assert.equal(
-      sample(text, handled, { ...method, method: "ApplyOperation", code: "FAILED_PRECONDITION" }),
+      metricSample(text, "aetherflow_statesync_conflicts_total", { strategy: "lww" }),
       1,
     );
-    assert.equal(sample(text, handled, { ...method, method: "CreateDocument", code: "OK" }), 1);
+    assert.equal(
+      metricSample(text, "aetherflow_statesync_conflicts_total", { strategy: "merge" }),
+      0,
+    );
+    assert.equal(metricSample(text, "aetherflow_statesync_transforms_total"), 1);
+    assert.equal(metricSample(text, "aetherflow_statesync_documents"), 1);
+    assert.equal(metricSample(text, "aetherflow_statesync_slow_subscriber_disconnects_total"), 1);
+    assert.equal(metricSample(text, "aetherflow_statesync_subscribers"), 0);
+    const handled = "aetherflow_grpc_server_handled_total";
+    const method = { service: "aetherflow.statesync.v1.StateSyncService" };
+    assert.equal(
+      metricSample(text, handled, { ...method, method: "ApplyOperation", code: "OK" }),
+      4,
+    );
+    assert.equal(
+      metricSample(text, handled, {
+        ...method,
+        method: "ApplyOperation",
+        code: "FAILED_PRECONDITION",
+      }),
+      1,
+    );
+    assert.equal(
+      metricSample(text, handled, { ...method, method: "CreateDocument", code: "OK" }),
+      1,
+    );
     assert.match(text, /^process_resident_memory_bytes \d/m);
     // No ids as label values.
     assert.ok(!text.includes(doc.id), "a document id leaked into a label");
