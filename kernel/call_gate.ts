@@ -154,3 +154,34 @@ export function gateHandlers<H extends object>(
   }
   return out as H;
 }
+
+/** Options for {@link drainCalls}. */
+export interface DrainOptions {
+  /** How long to wait for calls in flight, ms. */
+  timeoutMs: number;
+  /**
+   * How long to wait after the last call before resolving, ms: a finished handler has only
+   * queued its response, and grpc-js exposes no per-call "flushed" event.
+   */
+  lingerMs: number;
+}
+
+/**
+ * The no-GOAWAY drain: close `gate` (new calls get UNAVAILABLE), wait for the calls in flight
+ * (up to `timeoutMs`), then linger `lingerMs` so their responses are written. Resolves true
+ * when every call finished in time. Afterwards exit the process, or `server.forceShutdown()`
+ * to free the sockets in this process — never `tryShutdown()` (it sends GOAWAY).
+ * @example
+ * ```ts
+ * await listener.close(); // from listenGuarded: stop accepting
+ * if (!await drainCalls(gate, { timeoutMs: 10_000, lingerMs: 100 })) log.warn("Calls cut off");
+ * ```
+ */
+export async function drainCalls(gate: CallGate, options: DrainOptions): Promise<boolean> {
+  gate.close();
+  const drained = await gate.whenIdle(options.timeoutMs);
+  if (options.lingerMs > 0) {
+    await new Promise((resolve) => setTimeout(resolve, options.lingerMs));
+  }
+  return drained;
+}

@@ -5,7 +5,7 @@ import {
   HealthClient,
   HealthService,
 } from "../proto/gen/health.ts";
-import { CallGate, gateHandlers } from "./call_gate.ts";
+import { CallGate, drainCalls, gateHandlers } from "./call_gate.ts";
 import { listenGuarded } from "./grpc_guard.ts";
 
 Deno.test("CallGate refuses calls once closed and reports idle when the last one leaves", async () => {
@@ -96,4 +96,19 @@ Deno.test("gateHandlers counts unary and streaming calls in flight and refuses n
     await listener.close();
     server.forceShutdown();
   }
+});
+
+Deno.test("drainCalls() closes the gate, waits for the last call and reports whether all finished", async () => {
+  const gate = new CallGate();
+  assert.ok(gate.enter());
+  const drained = drainCalls(gate, { timeoutMs: 60_000, lingerMs: 0 });
+  assert.equal(gate.closed, true);
+  assert.equal(gate.enter(), false);
+  gate.leave();
+  assert.equal(await drained, true);
+
+  const stuck = new CallGate();
+  stuck.enter();
+  assert.equal(await drainCalls(stuck, { timeoutMs: 1, lingerMs: 1 }), false);
+  stuck.leave();
 });
