@@ -18,6 +18,7 @@ import {
   CallGate,
   type Clock,
   createMetricsRegistry,
+  drainCalls,
   type GuardedListener,
   guardIncomingGoaway,
   HealthState,
@@ -154,14 +155,13 @@ export async function startSessionService(
       health.shutdown();
       // Stop accepting; open connections stay (grpc-js unbind() would send them GOAWAY).
       await listener.close();
-      gate.close();
-      const drained = await gate.whenIdle(config.shutdownTimeoutMs);
+      const drained = await drainCalls(gate, {
+        timeoutMs: config.shutdownTimeoutMs,
+        lingerMs: config.shutdownLingerMs,
+      });
       if (!drained) {
         logger.warn("Shutdown timeout: calls still in flight", { in_flight: gate.inFlight });
       }
-      // A finished handler has only queued its response; give HTTP/2 time to write it out
-      // before the transport goes away (grpc-js exposes no per-call "flushed" event).
-      await new Promise((resolve) => setTimeout(resolve, config.shutdownLingerMs));
       // Quantum connections end with RST here (never a GOAWAY); their calls are finished.
       await quantum?.close();
       await sweeper.stop();

@@ -28,6 +28,7 @@ import {
   CallGate,
   contextFromTraceparent,
   currentTraceId,
+  drainCalls,
   gateHandlers,
   GrpcServerMetrics,
   grpcServerTracing,
@@ -828,15 +829,10 @@ export async function startStateSyncServer(
     close(graceMs = 5000, closeOptions = {}) {
       closing ??= (async () => {
         await guard?.close();
-        health.set(false);
-        health.endWatches();
-        gate.close();
+        health.shutdown();
+        gate.close(); // before the streams end, so no new call slips in meanwhile
         await service.closeStreams();
-        await gate.whenIdle(graceMs);
-        // A finished handler has only queued its response; give HTTP/2 time to write it out
-        // (grpc-js exposes no per-call "flushed" event).
-        const lingerMs = options.shutdownLingerMs ?? 100;
-        if (lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, lingerMs));
+        await drainCalls(gate, { timeoutMs: graceMs, lingerMs: options.shutdownLingerMs ?? 100 });
       })();
       if (closeOptions.releaseTransport === false) return closing;
       return closing.then(() => server.forceShutdown());
