@@ -257,6 +257,8 @@ const FIN_RETRIES = 4;
 /** Longest wait between zero-window probes (ms). */
 const PERSIST_MAX_MS = 1000;
 const PACKET_THRESHOLD = 3;
+/** Shortest wait for pacing tokens (ms): timer granularity, and a batch per wake-up. */
+const PACING_MIN_WAKE_MS = 1;
 /** Largest data payload with FEC on: a parity datagram is the longest protected datagram + 52. */
 export const MAX_FEC_PAYLOAD_SIZE = MAX_PAYLOAD_SIZE - 44;
 const MAX_SEQ = 0xfffffff0;
@@ -1075,7 +1077,9 @@ export class Connection implements QuantumConnection {
   /** True when the pacer lets `bytes` go now; else arms the pacing deadline. */
   #paced(now: number, bytes: number): boolean {
     if (this.#pacer.canSend(now, bytes)) return true;
-    this.#pacingDeadline = this.#pacer.nextSendTime(now, bytes);
+    // Wake at most once per PACING_MIN_WAKE_MS: the bucket (≥ 2 ms of rate) lets the packets
+    // of that interval leave together, instead of one timer per packet.
+    this.#pacingDeadline = Math.max(this.#pacer.nextSendTime(now, bytes), now + PACING_MIN_WAKE_MS);
     return false;
   }
 
