@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { freeUdpPort, tempDir } from "../kernel/testing.ts";
+import { freeUdpPort, metricSample, tempDir } from "../kernel/testing.ts";
 import { startQuantumTunnel } from "../quantum/mod.ts";
 import { SessionState } from "../proto/gen/session.ts";
 import { SessionClient } from "./client.ts";
@@ -47,6 +47,9 @@ Deno.test("gRPC over Quantum: the session API end to end through a Quantum tunne
       ),
     );
     assert.ok(many.every((s) => s.id === id));
+    // The Quantum listener is measured on the service's own registry.
+    const text = await service.metrics.registry.metrics();
+    assert.equal(metricSample(text, "aetherflow_quantum_connections_accepted_total"), 1);
   } finally {
     client.close();
     await tunnel.close();

@@ -139,7 +139,7 @@ export async function startSessionService(
   const port = listener.port;
   let quantum: QuantumService | null = null;
   try {
-    if (config.quantumPort > 0) quantum = serveQuantum(server, config);
+    if (config.quantumPort > 0) quantum = serveQuantum(server, config, metrics);
   } catch (error) {
     await listener.close();
     server.forceShutdown();
@@ -194,9 +194,15 @@ interface QuantumService {
   close(): Promise<void>;
 }
 
-/** Accept Quantum connections and inject each, GOAWAY-guarded, into `server`. */
-function serveQuantum(server: Server, config: SessionConfig): QuantumService {
-  const listener = listenQuantum({ hostname: config.host, port: config.quantumPort });
+/** Accept Quantum connections (measured on the session registry) and inject each, GOAWAY-guarded, into `server`. */
+function serveQuantum(
+  server: Server,
+  config: SessionConfig,
+  metrics: SessionMetrics,
+): QuantumService {
+  const listener = metrics.observeQuantum(
+    listenQuantum({ hostname: config.host, port: config.quantumPort }),
+  );
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const accepting = (async () => {
     for await (const conn of listener) {
