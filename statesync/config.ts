@@ -12,6 +12,7 @@
  * @module
  */
 import { z } from "zod";
+import { etcdConfigSchema } from "../kernel/etcd_config.ts";
 import { LimitsSchema } from "./limits.ts";
 
 const port = z.number().int().min(0).max(65_535);
@@ -60,8 +61,13 @@ export const StateSyncConfigSchema = z.object({
   metricsPort: port.default(0),
   /** Directory holding the KV file `statesync.kv` (created if missing). */
   dataDir: z.string().min(1).default("data/statesync"),
-  /** Storage backend: "kv" (Deno KV file, the default) or "memory" (lost on exit). */
-  storage: z.enum(["kv", "memory"]).default("kv"),
+  /**
+   * Storage backend: "kv" (Deno KV file, the default), "memory" (lost on exit) or "etcd"
+   * (shared by several instances: documents, locks, events and discovery, see etcd_mode.ts).
+   */
+  storage: z.enum(["kv", "memory", "etcd"]).default("kv"),
+  /** etcd endpoints, key prefix, TLS and auth for `storage: etcd`. */
+  etcd: etcdConfigSchema.prefault({}),
   /** A snapshot of the content is stored every this many operations. */
   snapshotEvery: z.number().int().min(1).max(1_000_000).default(100),
   /** Document and operation size limits. */

@@ -68,6 +68,11 @@ export interface DocumentManagerOptions {
   recentOps?: number;
   /** How often a lost commit race is retried before failing with ABORTED (default 20). */
   maxRetries?: number;
+  /**
+   * Other processes commit to the same store (etcd mode): a request whose base version is
+   * ahead of a cached document reloads it once before it is refused (default false).
+   */
+  sharedStore?: boolean;
 }
 
 /** Counters of {@link DocumentManager.stats}. */
@@ -154,6 +159,7 @@ export class DocumentManager {
   #maxCached: number;
   #recentOps: number;
   #maxRetries: number;
+  #sharedStore: boolean;
   #docs = new Map<string, DocState>();
   #loading = new Map<string, Promise<DocState>>();
   #turns = new Map<string, Promise<void>>();
@@ -182,6 +188,19 @@ export class DocumentManager {
     this.#maxCached = positive(options.maxCachedDocuments ?? 1000, "maxCachedDocuments");
     this.#recentOps = positive(options.recentOps ?? 1000, "recentOps");
     this.#maxRetries = positive(options.maxRetries ?? 20, "maxRetries");
+    this.#sharedStore = options.sharedStore ?? false;
+  }
+
+  /**
+   * Drop the cached copy of a document another process committed past (`version` is the
+   * version it reached); the next call reloads it from the store. Ignored while this
+   * manager has changes of the document in flight: their commit fails and reloads anyway.
+   */
+  invalidate(documentId: string, version: number): void {
+    const state = this.#docs.get(documentId);
+    if (state === undefined || state.committedHead.version >= version) return;
+    if (this.#turns.has(documentId) || this.#batch.has(documentId)) return;
+    this.#evict(documentId);
   }
 
   /** The limits in force. */
@@ -935,9 +954,20 @@ export class DocumentManager {
 
   async #prepareWork(work: Work<unknown>): Promise<void> {
     try {
-      for (;;) {
+      for (let reloaded = false;;) {
         const state = await this.#state(work.documentId);
-        const prepared = await work.prepare(state);
+        let prepared;
+        try {
+          prepared = await work.prepare(state);
+        } catch (error) {
+          // With a shared store the cached copy may be behind: reload once, then decide.
+          const ahead = error instanceof AppError && error.status === "FAILED_PRECONDITION" &&
+            (error.details as { baseVersion?: number } | null)?.baseVersion !== undefined;
+          if (!this.#sharedStore || reloaded || !ahead) throw error;
+          reloaded = true;
+          this.#evict(work.documentId);
+          continue;
+        }
         if ("immediate" in prepared) {
           work.resolve(prepared.immediate);
           return;

@@ -55,7 +55,7 @@ import type {
   OperationRecord,
 } from "./model.ts";
 import type { EventHub } from "./hub.ts";
-import type { LockManager } from "./locks.ts";
+import type { LockService } from "./lock_etcd.ts";
 import type { PresenceManager } from "./presence.ts";
 import {
   conflictToProto,
@@ -118,7 +118,7 @@ export interface Documents {
 export interface StateSyncServiceOptions {
   documents: Documents;
   hub: EventHub;
-  locks: LockManager;
+  locks: LockService;
   presence: PresenceManager;
   logger?: Logger;
   /** Most SubmitOperations requests in flight per stream before reading pauses (default 4096). */
@@ -147,7 +147,7 @@ const DEFAULT_PAGE_SIZE = 100;
 export class StateSyncService {
   #documents: Documents;
   #hub: EventHub;
-  #locks: LockManager;
+  #locks: LockService;
   #presence: PresenceManager;
   #log: Logger;
   #maxInFlight: number;
@@ -208,7 +208,7 @@ export class StateSyncService {
         const lockId = parseId(r.lockId, "lock_id");
         const who = actor(r.actorId);
         await this.#documents.assertCanRead(who, id);
-        this.#locks.release(who, id, lockId);
+        await this.#locks.release(who, id, lockId);
         return {};
       }),
       isLocked: this.#unary(async (r: pb.IsLockedRequest) => {

@@ -29,6 +29,8 @@ import { KvDocumentStore } from "./store_kv.ts";
 import { MemoryDocumentStore } from "./store_memory.ts";
 import { EventHub } from "./hub.ts";
 import { LockManager } from "./locks.ts";
+import type { LockService } from "./lock_etcd.ts";
+import type { EtcdStateSync } from "./etcd_mode.ts";
 import { PresenceManager } from "./presence.ts";
 import { type RunningServer, startStateSyncServer, StateSyncService } from "./server.ts";
 import { StateSyncMetrics } from "./metrics.ts";
@@ -54,7 +56,7 @@ export interface StateSyncHandle extends AsyncDisposable {
   /** In-process access for callers in the same process and tests. */
   readonly documents: DocumentManager;
   readonly hub: EventHub;
-  readonly locks: LockManager;
+  readonly locks: LockService;
   readonly presence: PresenceManager;
   readonly service: StateSyncService;
   /** The grpc-js server. */
@@ -89,14 +91,6 @@ export async function startStateSyncService(
 ): Promise<StateSyncHandle> {
   const logger = options.logger ?? silentLogger;
   const clock = options.clock;
-  let store: DocumentStore;
-  if (config.storage === "kv") {
-    await Deno.mkdir(config.dataDir, { recursive: true });
-    store = await KvDocumentStore.open(kvPathFor(config.dataDir));
-  } else {
-    store = new MemoryDocumentStore();
-  }
-  store = new TracedDocumentStore(store, config.storage === "kv" ? "deno-kv" : "memory");
   const hub = new EventHub({
     maxQueueEvents: config.subscriber.maxQueueEvents,
     maxQueueBytes: config.subscriber.maxQueueBytes,
@@ -105,26 +99,47 @@ export async function startStateSyncService(
     ...(clock ? { clock } : {}),
   });
   const versionOf = (documentId: string) => hub.versionOf(documentId);
-  const locks = new LockManager({
+  let store: DocumentStore;
+  // storage "etcd": shared store, locks and event fan-out (loaded only when used).
+  let distributed: EtcdStateSync | undefined;
+  if (config.storage === "kv") {
+    await Deno.mkdir(config.dataDir, { recursive: true });
+    store = await KvDocumentStore.open(kvPathFor(config.dataDir));
+  } else if (config.storage === "etcd") {
+    const { openEtcdStateSync } = await import("./etcd_mode.ts");
+    distributed = await openEtcdStateSync(config.etcd, hub, {
+      locks: { ...config.locks, ...(clock ? { clock } : {}) },
+      versionOf,
+      logger,
+    });
+    store = distributed.store;
+  } else {
+    store = new MemoryDocumentStore();
+  }
+  store = new TracedDocumentStore(store, config.storage === "kv" ? "deno-kv" : config.storage);
+  const events = distributed?.events ?? hub;
+  const locks: LockService = distributed?.locks ?? new LockManager({
     events: hub,
     versionOf,
     ...config.locks,
     ...(clock ? { clock } : {}),
   });
   const presence = new PresenceManager({
-    events: hub,
+    events,
     versionOf,
     ...config.presence,
     maxTtlMs: Math.max(600_000, config.presence.defaultTtlMs),
     ...(clock ? { clock } : {}),
   });
   const documents = new DocumentManager(store, {
-    events: hub,
+    events,
     locks,
+    sharedStore: distributed !== undefined,
     limits: config.limits,
     snapshotEvery: config.snapshotEvery,
     ...(clock ? { clock } : {}),
   });
+  distributed?.follow(documents);
   const metrics = new StateSyncMetrics(createMetricsRegistry(), {
     documents,
     hub,
@@ -149,8 +164,9 @@ export async function startStateSyncService(
     });
   } catch (error) {
     await documents.close();
-    locks.close();
+    await locks.close();
     presence.close();
+    await distributed?.close();
     throw error;
   }
   let quantum: QuantumEndpoint | undefined;
@@ -162,8 +178,9 @@ export async function startStateSyncService(
     } catch (error) {
       await running.close(0);
       await documents.close();
-      locks.close();
+      await locks.close();
       presence.close();
+      await distributed?.close();
       throw error;
     }
   }
@@ -180,8 +197,9 @@ export async function startStateSyncService(
       await quantum?.close();
       await running.close(0);
       await documents.close();
-      locks.close();
+      await locks.close();
       presence.close();
+      await distributed?.close();
       throw error;
     }
   }
@@ -189,15 +207,27 @@ export async function startStateSyncService(
     closing ??= (async () => {
       await quantum?.close();
       await running.close(config.shutdownTimeoutMs, options);
-      locks.close();
+      await locks.close();
       presence.close();
       await documents.close();
+      await distributed?.close();
       await metricsEndpoint?.close();
       logger.info("Statesync service stopped");
     })();
     return closing;
   };
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  if (distributed !== undefined) {
+    try {
+      await distributed.register({
+        tcp: `${host}:${running.port}`,
+        quantum: quantum ? `${host}:${quantum.port}` : "",
+      });
+    } catch (error) {
+      await shutdown();
+      throw error;
+    }
+  }
   return {
     address: `${host}:${running.port}`,
     port: running.port,
