@@ -12,6 +12,7 @@
  * @module
  */
 import { z } from "zod";
+import { etcdConfigSchema } from "../kernel/etcd_config.ts";
 
 const port = z.number().int().min(0).max(65_535);
 
@@ -39,8 +40,13 @@ export const SessionConfigSchema = z.object({
   metricsPort: port.default(0),
   /** Directory holding the KV file `session.kv` (created if missing). */
   dataDir: z.string().min(1).default("data/session"),
-  /** Storage backend: "kv" (Deno KV file, the default) or "memory" (lost on exit). */
-  storage: z.enum(["kv", "memory"]).default("kv"),
+  /**
+   * Storage backend: "kv" (Deno KV file, the default), "memory" (lost on exit) or "etcd"
+   * (shared by several instances, TTL by leases, registered for discovery; see etcd_mode.ts).
+   */
+  storage: z.enum(["kv", "memory", "etcd"]).default("kv"),
+  /** etcd endpoints, key prefix, TLS and auth for `storage: etcd`. */
+  etcd: etcdConfigSchema.prefault({}),
   /** TTL of a new session that names none, seconds. */
   defaultTtlSeconds: z.number().int().min(1).max(31_536_000).default(1800),
   /** Largest TTL a caller may ask for, seconds. */

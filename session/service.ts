@@ -29,6 +29,7 @@ import {
   silentLogger,
 } from "../kernel/mod.ts";
 import type { SessionConfig } from "./config.ts";
+import type { EtcdSessions } from "./etcd_mode.ts";
 import { KvSessionStore } from "./kv_store.ts";
 import { SessionManager } from "./manager.ts";
 import { MemorySessionStore } from "./memory_store.ts";
@@ -89,11 +90,17 @@ export async function startSessionService(
 ): Promise<SessionServiceHandle> {
   const logger = options.logger ?? silentLogger;
   let store: SessionStore;
+  // storage "etcd": shared store with leases, and discovery registration (loaded only when used).
+  let etcdSessions: EtcdSessions | undefined;
   if (config.storage === "kv") {
     await Deno.mkdir(config.dataDir, { recursive: true });
     store = await KvSessionStore.open(kvPathFor(config.dataDir), {
       groupCommit: config.groupCommit,
     });
+  } else if (config.storage === "etcd") {
+    const { openEtcdSessions } = await import("./etcd_mode.ts");
+    etcdSessions = await openEtcdSessions(config.etcd, { logger });
+    store = etcdSessions.store;
   } else {
     store = new MemorySessionStore();
   }
@@ -150,6 +157,11 @@ export async function startSessionService(
   const sweeper = startSweeper(manager, { intervalMs: config.sweepIntervalMs, logger });
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   let closing: Promise<void> | null = null;
+  // Closing the etcd store also removes this registration.
+  const registered = etcdSessions?.register({
+    tcp: `${host}:${port}`,
+    quantum: quantum ? `${host}:${quantum.port}` : "",
+  });
   const shutdown = async (shutdownOptions: { releaseTransport?: boolean } = {}) => {
     closing ??= (async () => {
       health.shutdown();
@@ -172,6 +184,12 @@ export async function startSessionService(
     await closing;
     if (shutdownOptions.releaseTransport !== false) server.forceShutdown();
   };
+  try {
+    await registered;
+  } catch (error) {
+    await shutdown();
+    throw error;
+  }
   return {
     address: `${host}:${port}`,
     port,
