@@ -11,6 +11,7 @@
  * @module
  */
 import { z } from "zod";
+import { etcdConfigSchema } from "../kernel/etcd_config.ts";
 
 /** The secret used when none is configured; refused in production mode. */
 export const DEFAULT_DEV_SECRET = "aetherflow-dev-secret-change-me-0123456789abcdef";
@@ -102,6 +103,17 @@ export const GatewayConfigSchema = z.object({
     retries: 2,
     defaultTimeoutMs: 5_000,
   }),
+  /**
+   * Find session and statesync instances in etcd (registered by services on `storage: etcd`)
+   * and balance calls over them with P2C + EWMA; `session.address` / `statesync.address` are
+   * then unused.
+   */
+  discovery: z.object({
+    enabled: z.boolean().default(false),
+    /** Reach instances over their TCP or Quantum address. */
+    transport: z.enum(["tcp", "quantum"]).default("tcp"),
+    etcd: etcdConfigSchema.prefault({}),
+  }).strict().prefault({}),
   statesync: BackendSchema.default({
     address: "127.0.0.1:50052",
     transport: "tcp",

@@ -48,14 +48,37 @@ if (import.meta.main) {
   }
   const breakers = new BreakerRegistry();
   const metricsRegistry = createMetricsRegistry();
-  const backends = await createGrpcBackends({
-    session: config.session,
-    statesync: config.statesync,
-    breakers,
-    tunnel: quantumTunnel,
-    logger,
-    metrics: new GrpcClientMetrics(metricsRegistry),
-  });
+  const grpcMetrics = new GrpcClientMetrics(metricsRegistry);
+  let etcd: { close(): void } | undefined;
+  let backends;
+  if (config.discovery.enabled) {
+    // Instances from etcd, balanced with P2C (loaded only when used).
+    const { connectEtcd } = await import("../kernel/etcd.ts");
+    const { createDiscoveredBackends } = await import("./discovered_backends.ts");
+    try {
+      const connection = await connectEtcd(config.discovery.etcd);
+      etcd = connection;
+      backends = await createDiscoveredBackends({
+        etcd: connection,
+        transport: config.discovery.transport,
+        tunnel: quantumTunnel,
+        logger,
+        metrics: grpcMetrics,
+      });
+    } catch (error) {
+      logger.error("Cannot start service discovery", { error });
+      Deno.exit(1);
+    }
+  } else {
+    backends = await createGrpcBackends({
+      session: config.session,
+      statesync: config.statesync,
+      breakers,
+      tunnel: quantumTunnel,
+      logger,
+      metrics: grpcMetrics,
+    });
+  }
   const gateway = await createGateway({
     config,
     backends,
@@ -70,8 +93,12 @@ if (import.meta.main) {
     onListen: (addr) =>
       logger.info("Gateway listening", {
         url: `http://${addr.hostname}:${addr.port}`,
-        session: `${config.session.transport}://${config.session.address}`,
-        statesync: `${config.statesync.transport}://${config.statesync.address}`,
+        session: config.discovery.enabled
+          ? "etcd discovery"
+          : `${config.session.transport}://${config.session.address}`,
+        statesync: config.discovery.enabled
+          ? "etcd discovery"
+          : `${config.statesync.transport}://${config.statesync.address}`,
       }),
   });
   let stopping = false;
@@ -81,6 +108,7 @@ if (import.meta.main) {
     logger.info("Shutting down", { signal });
     await server.shutdown();
     await backends.close();
+    etcd?.close();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
