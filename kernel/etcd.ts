@@ -55,17 +55,18 @@ export async function connectEtcd(config: Partial<EtcdConfig>): Promise<EtcdConn
     hosts: settings.endpoints,
     dialTimeout: settings.dialTimeoutMs,
   };
-  if (settings.tls.caFile !== "") {
+  const { caFile, certFile, keyFile } = settings.tls;
+  if (caFile !== undefined) {
     options.credentials = {
-      rootCertificate: Buffer.from(await Deno.readFile(settings.tls.caFile)),
-      ...(settings.tls.certFile === "" ? {} : {
-        certChain: Buffer.from(await Deno.readFile(settings.tls.certFile)),
-        privateKey: Buffer.from(await Deno.readFile(settings.tls.keyFile)),
+      rootCertificate: Buffer.from(await Deno.readFile(caFile)),
+      ...(certFile === undefined || keyFile === undefined ? {} : {
+        certChain: Buffer.from(await Deno.readFile(certFile)),
+        privateKey: Buffer.from(await Deno.readFile(keyFile)),
       }),
     };
   }
-  if (settings.auth.username !== "") {
-    options.auth = { username: settings.auth.username, password: settings.auth.password };
+  if (settings.auth.username !== undefined) {
+    options.auth = { username: settings.auth.username, password: settings.auth.password ?? "" };
   }
   const client = new Etcd3(options);
   try {

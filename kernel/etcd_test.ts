@@ -31,14 +31,13 @@ Deno.test("connectEtcd() fails fast with UNAVAILABLE naming the endpoint when et
   });
 });
 
-Deno.test("etcdConfigSchema accepts endpoints as a list or a comma-separated string", () => {
-  assert.deepEqual(etcdConfigSchema.parse({ endpoints: "http://a:1, http://b:2" }).endpoints, [
-    "http://a:1",
-    "http://b:2",
-  ]);
-  assert.deepEqual(etcdConfigSchema.parse({}).endpoints, ["http://127.0.0.1:2379"]);
-  assert.equal(etcdConfigSchema.parse({}).prefix, "/aetherflow");
+Deno.test("etcdConfigSchema has working defaults and refuses an empty endpoint list", () => {
+  const config = etcdConfigSchema.parse({});
+  assert.deepEqual(config.endpoints, ["http://127.0.0.1:2379"]);
+  assert.equal(config.prefix, "/aetherflow");
+  assert.equal(config.tls.caFile, undefined);
   assert.throws(() => etcdConfigSchema.parse({ endpoints: [] }));
+  assert.throws(() => etcdConfigSchema.parse({ tls: { ca: "x" } }));
 });
 
 Deno.test("prefixEnd() and padNumber() give sortable range bounds", () => {
