@@ -267,9 +267,10 @@ Deno.test("ws: a client that never answers pings is closed with 4010", async () 
 });
 
 Deno.test("ws: a client answering pings stays open", async () => {
-  await using env = await setup({ ws: { pingIntervalMs: 20, pongTimeoutMs: 60 } });
+  // Ten pings span twice the pong timeout: the socket stays open only if pongs count.
+  await using env = await setup({ ws: { pingIntervalMs: 100, pongTimeoutMs: 500 } });
   await using c = await env.client("alice", false);
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 10; i++) {
     await c.next((m) => m.type === "ping");
     c.send({ type: "pong" });
   }
