@@ -76,7 +76,7 @@ export async function connectEtcd(config: Partial<EtcdConfig>): Promise<EtcdConn
     client.close();
     throw new AppError(
       "UNAVAILABLE",
-      `etcd is unreachable at ${settings.endpoints.join(", ")} ` +
+      `etcd at ${settings.endpoints.join(", ")} is unreachable or refused the start-up check ` +
         `(waited ${settings.dialTimeoutMs} ms): ${error instanceof Error ? error.message : error}`,
       { cause: error },
     );

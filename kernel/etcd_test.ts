@@ -21,12 +21,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "connectEtcd() authenticates with the configured user when etcd has auth on" +
+    tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    await using server = await startEtcd();
+    const admin = await connectEtcd({ endpoints: [server.endpoint] });
+    try {
+      await admin.client.user("root").create("root-password");
+      await admin.client.user("root").addRole("root");
+      await admin.client.auth.authEnable();
+    } finally {
+      admin.close();
+    }
+    const etcd = await connectEtcd({
+      endpoints: [server.endpoint],
+      auth: { username: "root", password: "root-password" },
+    });
+    try {
+      await etcd.client.put(etcd.key("secret")).value("1");
+      assert.equal(await etcd.client.get(etcd.key("secret")).string(), "1");
+    } finally {
+      etcd.close();
+    }
+    // Without credentials every request is refused: start-up fails with a clear error.
+    await assert.rejects(
+      connectEtcd({ endpoints: [server.endpoint], dialTimeoutMs: 1000 }),
+      (error) =>
+        error instanceof AppError && error.status === "UNAVAILABLE" &&
+        /refused the start-up check .*user name is empty/.test(error.message),
+    );
+  },
+});
+
 Deno.test("connectEtcd() fails fast with UNAVAILABLE naming the endpoint when etcd is down", async () => {
   const endpoint = `http://127.0.0.1:${freePort()}`;
   await assert.rejects(connectEtcd({ endpoints: [endpoint], dialTimeoutMs: 300 }), (error) => {
     assert.ok(error instanceof AppError);
     assert.equal(error.status, "UNAVAILABLE");
-    assert.match(error.message, new RegExp(`etcd is unreachable at ${endpoint}`));
+    assert.match(error.message, new RegExp(`etcd at ${endpoint} is unreachable`));
     return true;
   });
 });
