@@ -281,6 +281,8 @@ export class EtcdLockManager implements LockService {
 
   /** Resolve on the next change of the document's keys, after `ms`, or on abort. */
   #waitForChange(documentId: string, ms: number, signal?: AbortSignal): Promise<void> {
+    // An abort that came while the caller was awaiting etcd fires no event: check it here.
+    if (signal?.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       let wakers = this.#wakers.get(documentId);
       if (wakers === undefined) {

@@ -80,7 +80,11 @@ Deno.test({
     assert.equal(b.locks.isLocked(documentId, ["x"])?.id, first.id);
 
     // Four waiters alternate between the instances; each queues (its key is written) in turn.
-    const watcher = await a.etcd.client.watch().prefix(`${prefix}/`).create();
+    // Watch from just after alice's grant, so bob's request is seen even if it lands before
+    // the watch is registered.
+    const { header } = await a.etcd.client.getAll().prefix(`${prefix}/`).exec();
+    const watcher = await a.etcd.client.watch().prefix(`${prefix}/`)
+      .startRevision(String(Number(header.revision) + 1)).create();
     const queued = () => new Promise<void>((resolve) => watcher.once("put", () => resolve()));
     const grants: string[] = [];
     const waiters = [];
