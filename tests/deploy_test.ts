@@ -111,8 +111,48 @@ function containerEnv(objects: Obj[], container: Obj): Record<string, string> {
   }
   for (const variable of container.env ?? []) {
     if (typeof variable.value === "string") env[variable.name] = variable.value;
+    const field = variable.valueFrom?.fieldRef?.fieldPath;
+    if (field !== undefined) {
+      assert.ok(field in FIELD_STAND_INS, `${variable.name}: no stand-in for ${field}`);
+      env[variable.name] = FIELD_STAND_INS[field]!;
+    }
   }
   return env;
+}
+
+/** Values of the downward-API fields the manifests use, as a running pod would see them. */
+const FIELD_STAND_INS: Record<string, string> = { "status.podIP": "10.1.2.3" };
+
+/**
+ * Check that every etcd endpoint of a config is the client port of the etcd Service rendered
+ * in the same overlay (by its short or namespaced DNS name), and that this Service selects
+ * the etcd StatefulSet's pods.
+ */
+function assertEtcdService(objects: Obj[], endpoints: unknown, where: string): void {
+  assert.ok(Array.isArray(endpoints) && endpoints.length > 0, `${where}: no etcd endpoints`);
+  const etcd = named(objects, "StatefulSet", "etcd");
+  const namespace = etcd.metadata.namespace as string;
+  for (const endpoint of endpoints as string[]) {
+    const url = new URL(endpoint);
+    const [host, ...domain] = url.hostname.split(".");
+    const service = objects.find((o) =>
+      o.kind === "Service" && o.metadata.name === host && !o.spec.clusterIP
+    );
+    assert.ok(service, `${where}: ${endpoint} is not an etcd client Service in the overlay`);
+    assert.ok(
+      domain.length === 0 || domain.join(".").startsWith(`${namespace}.svc`),
+      `${where}: ${endpoint} is outside namespace ${namespace}`,
+    );
+    assert.ok(
+      matches(service.spec.selector, etcd.spec.template.metadata.labels),
+      `${where}: Service ${host} does not select the etcd pods`,
+    );
+    const port = service.spec.ports.find((p: Obj) => p.port === Number(url.port));
+    const target = port &&
+      containerPort(etcd.spec.template.spec.containers, port.targetPort ?? port.port);
+    assert.equal(target?.name, "client", `${where}: ${endpoint} is not etcd's client port`);
+    assert.equal(url.protocol, "http:", `${where}: etcd serves plain HTTP in the manifests`);
+  }
 }
 
 /** Secret-sourced variables, with a stand-in value of the strictest usual shape. */
@@ -369,10 +409,38 @@ for (const overlay of OVERLAYS) {
             );
             assert.ok(volume?.persistentVolumeClaim, `${name}: KV data must be persistent`);
           } else {
-            named(objects, "StatefulSet", "etcd");
+            // etcd storage: several instances share etcd through its client Service, with no
+            // KV volume, and each registers its pod IP (not a wildcard) for discovery.
+            assert.ok(workload.spec.replicas > 1, `${name}: etcd storage should scale out`);
+            assertEtcdService(objects, get(config, ["etcd", "endpoints"]), name);
+            const volumes: Obj[] = workload.spec.template.spec.volumes ?? [];
+            assert.ok(!volumes.some((v) => v.persistentVolumeClaim), `${name}: KV volume left`);
+            const hostVariable = (container.env ?? []).find((v: Obj) =>
+              v.name === `${envPrefix(name)}HOST`
+            );
+            assert.equal(
+              hostVariable?.valueFrom?.fieldRef?.fieldPath,
+              "status.podIP",
+              `${name}: the registered host must be the pod IP`,
+            );
           }
         }
         if (name === "gateway") {
+          // Backends on etcd storage are found through etcd, in the same etcd and prefix.
+          const discovery = get(config, ["discovery"]) as {
+            enabled: boolean;
+            etcd: { endpoints: string[]; prefix: string };
+          };
+          for (const backend of ["session", "statesync"] as const) {
+            const backendConfig = await manifestConfig(objects, backend);
+            if (get(backendConfig, ["storage"]) !== "etcd") continue;
+            assert.ok(discovery.enabled, `gateway must discover the ${backend} instances`);
+            assert.equal(get(backendConfig, ["etcd", "prefix"]), discovery.etcd.prefix, backend);
+            assert.deepEqual(get(backendConfig, ["etcd", "endpoints"]), discovery.etcd.endpoints);
+          }
+          if (discovery.enabled) {
+            assertEtcdService(objects, discovery.etcd.endpoints, "gateway discovery");
+          }
           // The gateway reaches each backend at its Service's port for the chosen transport.
           for (const backend of ["session", "statesync"]) {
             const settings = get(config, [backend]) as { address: string; transport: string };
