@@ -13,6 +13,7 @@
  * ```ts
  * const etcd = await openEtcdStateSync(config.etcd, hub, { locks: config.locks });
  * const documents = new DocumentManager(etcd.store, { events: etcd.events, locks: etcd.locks });
+ * const presence = new PresenceManager({ events: etcd.events, remote: etcd.presence });
  * etcd.follow(documents);
  * await etcd.register({ tcp: "127.0.0.1:50052", quantum: "" });
  * // ... on shutdown:
@@ -30,6 +31,7 @@ import { type Logger, silentLogger } from "../kernel/mod.ts";
 import { EtcdEventBridge } from "./events_etcd.ts";
 import { EtcdLockManager, type EtcdLockManagerOptions } from "./lock_etcd.ts";
 import type { EventSink } from "./model.ts";
+import type { PresenceSource } from "./presence.ts";
 import { EtcdDocumentStore } from "./store_etcd.ts";
 
 /** Options for {@link openEtcdStateSync}. */
@@ -50,6 +52,8 @@ export interface EtcdStateSync {
   readonly locks: EtcdLockManager;
   /** The sink for the document engine and presence (shares events with other instances). */
   readonly events: EventSink;
+  /** Other instances' presence, for `PresenceManager`'s `remote` option. */
+  readonly presence: PresenceSource;
   /**
    * Let `documents` drop a cached document when another instance commits past it (it must
    * have an `invalidate(documentId, version)` method; without one this does nothing).
@@ -100,6 +104,7 @@ export async function openEtcdStateSync(
     store,
     locks,
     events,
+    presence: events,
     follow(documents) {
       const target = documents as { invalidate?: (id: string, version: number) => void };
       if (typeof target.invalidate !== "function") return;

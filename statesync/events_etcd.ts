@@ -12,8 +12,15 @@
  * - **Other events** (document_updated, conflicts, presence, joins/leaves) published by the
  *   local engine go to `E/<doc>/<instance>` (JSON, on the instance's lease, default prefix
  *   `/aetherflow/statesync/events`); every instance's watch delivers them to its hub. This is
- *   how presence is shared across instances. One key per document and instance, overwritten
- *   each time, so keys stay bounded and vanish with the instance's lease.
+ *   how presence events are shared across instances. One key per document and instance,
+ *   overwritten each time, so keys stay bounded and vanish with the instance's lease.
+ * - **Presence records** of other instances are mirrored from their presence_updated and
+ *   user_left events (bounded, see `maxRemotePresence`) and listed by
+ *   {@link EtcdEventBridge.list}, a {@link PresenceSource} for `PresenceManager`'s `remote`
+ *   option, so GetPresence on any instance sees presence set on another. Records leave the
+ *   mirror when cleared, at their `expiresAt`, or when the other instance's event key goes
+ *   (its close, or its lease running out). Presence set before this instance started is not
+ *   mirrored until it is next updated.
  * - Lock events come from {@link EtcdLockManager}'s own watch: give it the hub directly.
  *
  * {@link EtcdEventBridge.onOperation} lets the caller react to operations committed
@@ -24,7 +31,7 @@
  * const hub = new EventHub();
  * const bridge = await EtcdEventBridge.open(etcd, hub, { store });
  * const documents = new DocumentManager(store, { events: bridge });
- * const presence = new PresenceManager({ events: bridge });
+ * const presence = new PresenceManager({ events: bridge, remote: bridge });
  * const locks = await EtcdLockManager.open(etcd, { events: hub });
  * ```
  * @module
@@ -33,8 +40,9 @@ import { Buffer } from "node:buffer";
 import type { IKeyValue, Lease, Watcher } from "etcd3";
 import { type Logger, newId, silentLogger } from "../kernel/mod.ts";
 import { type EtcdConnection, prefixEnd } from "../kernel/etcd.ts";
-import type { DocEvent } from "./events.ts";
+import type { DocEvent, PresenceRecord } from "./events.ts";
 import type { EventSink } from "./model.ts";
+import type { PresenceSource } from "./presence.ts";
 import type { EtcdDocumentStore } from "./store_etcd.ts";
 
 /** Options for {@link EtcdEventBridge.open}. */
@@ -47,11 +55,19 @@ export interface EtcdEventBridgeOptions {
   instanceId?: string;
   /** TTL of the instance's event keys, seconds (default 10, kept alive). */
   ttlSeconds?: number;
+  /**
+   * Most presence records of other instances kept (default 10000); beyond it the records
+   * mirrored longest ago go first.
+   */
+  maxRemotePresence?: number;
   logger?: Logger;
 }
 
-/** An {@link EventSink} that fans events out to every instance through etcd. */
-export class EtcdEventBridge implements EventSink {
+/**
+ * An {@link EventSink} that fans events out to every instance through etcd, and a
+ * {@link PresenceSource} of the other instances' presence.
+ */
+export class EtcdEventBridge implements EventSink, PresenceSource {
   #etcd: EtcdConnection;
   #hub: EventSink;
   #store: EtcdDocumentStore;
@@ -62,6 +78,10 @@ export class EtcdEventBridge implements EventSink {
   #watchers: Watcher[] = [];
   #listeners = new Set<(documentId: string, version: number) => void>();
   #pending = new Set<Promise<unknown>>();
+  /** Other instances' presence: document → `<instance>/<user>` → record. */
+  #remote = new Map<string, Map<string, PresenceRecord>>();
+  #remoteCount = 0;
+  #maxRemote: number;
   #closed = false;
 
   private constructor(etcd: EtcdConnection, hub: EventSink, options: EtcdEventBridgeOptions) {
@@ -71,6 +91,7 @@ export class EtcdEventBridge implements EventSink {
     this.#prefix = (options.prefix ?? etcd.key("statesync", "events")).replace(/\/+$/, "");
     this.#instanceId = options.instanceId ?? newId();
     this.#logger = options.logger ?? silentLogger;
+    this.#maxRemote = options.maxRemotePresence ?? 10_000;
   }
 
   /** Start watching operations and the event channel; events flow into `hub`. */
@@ -94,7 +115,8 @@ export class EtcdEventBridge implements EventSink {
     const ops = await etcd.client.watch().prefix(opRoot).startRevision(start).create();
     ops.on("put", (kv) => bridge.#operation(opRoot, kv));
     const events = await etcd.client.watch().prefix(eventRoot).startRevision(start).create();
-    events.on("put", (kv) => bridge.#event(kv));
+    events.on("put", (kv) => bridge.#event(eventRoot, kv));
+    events.on("delete", (kv) => bridge.#instanceGone(eventRoot, kv));
     for (const watcher of [ops, events]) {
       watcher.on(
         "error",
@@ -136,6 +158,18 @@ export class EtcdEventBridge implements EventSink {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Other instances' presence records of `documentId` that are live at `now` (epoch ms). */
+  list(documentId: string, now: number): PresenceRecord[] {
+    const records = this.#remote.get(documentId);
+    if (records === undefined) return [];
+    const out: PresenceRecord[] = [];
+    for (const [key, record] of records) {
+      if (record.expiresAt > now) out.push(record);
+      else this.#forget(documentId, records, key);
+    }
+    return out;
+  }
+
   /** Stop watching and remove this instance's event keys. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -144,6 +178,8 @@ export class EtcdEventBridge implements EventSink {
     for (const watcher of this.#watchers) await watcher.cancel();
     await this.#lease?.revoke().catch(() => {});
     this.#listeners.clear();
+    this.#remote.clear();
+    this.#remoteCount = 0;
   }
 
   #operation(root: string, kv: IKeyValue): void {
@@ -168,12 +204,63 @@ export class EtcdEventBridge implements EventSink {
     });
   }
 
-  #event(kv: IKeyValue): void {
+  #event(root: string, kv: IKeyValue): void {
     if (this.#closed) return;
+    let event: DocEvent;
     try {
-      this.#hub.publish(JSON.parse(kv.value.toString()) as DocEvent);
+      event = JSON.parse(kv.value.toString()) as DocEvent;
     } catch (error) {
       this.#logger.warn("Dropped a malformed shared event", { error: String(error) });
+      return;
+    }
+    const instance = kv.key.toString().slice(root.length).split("/")[1];
+    if (instance !== undefined && instance !== this.#instanceId) this.#mirror(instance, event);
+    this.#hub.publish(event);
+  }
+
+  /** Keep another instance's presence records up to date from its events. */
+  #mirror(instance: string, event: DocEvent): void {
+    if (event.type !== "presence_updated" && event.type !== "user_left") return;
+    const key = `${instance}/${event.userId}`;
+    let records = this.#remote.get(event.documentId);
+    if (records?.has(key)) this.#forget(event.documentId, records, key);
+    const record = event.presence;
+    if (
+      event.type === "user_left" || record === undefined || record.expiresAt <= record.updatedAt
+    ) {
+      return;
+    }
+    if (this.#remoteCount >= this.#maxRemote) this.#evictOldest();
+    if (records === undefined || !this.#remote.has(event.documentId)) {
+      records = new Map();
+      this.#remote.set(event.documentId, records);
+    }
+    records.set(key, record);
+    this.#remoteCount++;
+  }
+
+  /** Another instance's event key of a document is gone: drop its presence there. */
+  #instanceGone(root: string, kv: IKeyValue): void {
+    const [encodedId, instance] = kv.key.toString().slice(root.length).split("/");
+    if (encodedId === undefined || instance === undefined) return;
+    const documentId = decodeURIComponent(encodedId);
+    const records = this.#remote.get(documentId);
+    if (records === undefined) return;
+    for (const key of [...records.keys()]) {
+      if (key.startsWith(`${instance}/`)) this.#forget(documentId, records, key);
+    }
+  }
+
+  #forget(documentId: string, records: Map<string, PresenceRecord>, key: string): void {
+    if (!records.delete(key)) return;
+    this.#remoteCount--;
+    if (records.size === 0) this.#remote.delete(documentId);
+  }
+
+  #evictOldest(): void {
+    for (const [documentId, records] of this.#remote) {
+      const key = records.keys().next().value;
+      if (key !== undefined) return this.#forget(documentId, records, key);
     }
   }
 }

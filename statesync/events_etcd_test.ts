@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { type Clock, ManualClock } from "../kernel/clock.ts";
 import { connectEtcd, type EtcdConnection } from "../kernel/etcd.ts";
 import { ETCD_BINARY, type EtcdServer, needs, startEtcd } from "../kernel/testing.ts";
 import { DocumentManager } from "./documents.ts";
@@ -23,7 +24,7 @@ interface Instance extends AsyncDisposable {
   presence: PresenceManager;
 }
 
-async function instance(prefix: string): Promise<Instance> {
+async function instance(prefix: string, clock?: Clock): Promise<Instance> {
   const etcd: EtcdConnection = await connectEtcd({
     endpoints: [(await server()).endpoint],
     prefix,
@@ -32,7 +33,11 @@ async function instance(prefix: string): Promise<Instance> {
   const hub = new EventHub();
   const bridge = await EtcdEventBridge.open(etcd, hub, { store });
   const documents = new DocumentManager(store, { events: bridge, maxRetries: 200 });
-  const presence = new PresenceManager({ events: bridge });
+  const presence = new PresenceManager({
+    events: bridge,
+    remote: bridge,
+    ...(clock ? { clock } : {}),
+  });
   return {
     hub,
     documents,
@@ -114,6 +119,51 @@ Deno.test({
       assert.deepEqual(presence.presence?.state, { cursor: 3 });
     }
     for (const sub of subs) sub.close();
+  },
+});
+
+Deno.test({
+  name: "EtcdEventBridge: presence set on one instance is listed by the other until it is " +
+    "cleared or expires" + tools.note,
+  ignore: tools.ignore,
+  async fn() {
+    const prefix = `/events/${crypto.randomUUID()}`;
+    const clock = new ManualClock(1_700_000_000_000);
+    await using a = await instance(prefix, clock);
+    await using b = await instance(prefix, clock);
+    const doc = await a.documents.create("alice", { name: "p", type: "json", content: {} });
+    const sub = b.hub.subscribe(doc.id, { userId: "watcher" });
+    sub.resume({ currentVersion: 0 });
+    const events = sub[Symbol.asyncIterator]();
+    /** Wait until B's hub delivers an event of `type` (B's mirror is updated before). */
+    async function next(type: DocEvent["type"]): Promise<void> {
+      for (;;) {
+        const { value, done } = await events.next();
+        assert.ok(!done, `subscription ended before ${type}`);
+        if (value.type === type) return;
+      }
+    }
+
+    assert.deepEqual(b.presence.list(doc.id), []);
+    a.presence.update(doc.id, "alice", { sessionId: "s1", state: { cursor: 3 }, ttlMs: 60_000 });
+    await next("presence_updated");
+    const listed = b.presence.list(doc.id);
+    assert.deepEqual(listed.map((r) => [r.userId, r.sessionId, r.state]), [
+      ["alice", "s1", { cursor: 3 }],
+    ]);
+
+    // A clears it (no subscription of alice there: user_left): gone from B's list.
+    assert.ok(a.presence.leave(doc.id, "alice"));
+    await next("user_left");
+    assert.deepEqual(b.presence.list(doc.id), []);
+
+    // A record's expires_at is respected by B's clock even before A's expiry event.
+    a.presence.update(doc.id, "alice", { state: { cursor: 5 }, ttlMs: 5_000 });
+    await next("presence_updated");
+    assert.equal(b.presence.list(doc.id).length, 1);
+    clock.advance(5_000);
+    assert.deepEqual(b.presence.list(doc.id), []);
+    sub.close();
   },
 });
 

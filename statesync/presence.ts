@@ -43,6 +43,24 @@ export interface PresenceManagerOptions {
   maxStateBytes?: number;
   /** Most active users per document (default 1000). */
   maxUsersPerDocument?: number;
+  /**
+   * Presence held by other instances (distributed mode: `EtcdEventBridge`), merged
+   * into {@link PresenceManager.list}.
+   */
+  remote?: PresenceSource;
+}
+
+/**
+ * Live presence records that another component holds, e.g. other instances' presence.
+ *
+ * @example
+ * ```ts
+ * const none: PresenceSource = { list: () => [] };
+ * ```
+ */
+export interface PresenceSource {
+  /** Records of `documentId` that have not expired at `now` (epoch ms). */
+  list(documentId: string, now: number): PresenceRecord[];
 }
 
 /** Input of {@link PresenceManager.update}. */
@@ -72,6 +90,7 @@ export class PresenceManager {
   #maxTtlMs: number;
   #maxStateBytes: number;
   #maxUsers: number;
+  #remote: PresenceSource | undefined;
   #docs = new Map<string, Map<string, UserEntry>>();
 
   constructor(options: PresenceManagerOptions = {}) {
@@ -83,6 +102,7 @@ export class PresenceManager {
     this.#maxTtlMs = options.maxTtlMs ?? 600_000;
     this.#maxStateBytes = options.maxStateBytes ?? 4096;
     this.#maxUsers = options.maxUsersPerDocument ?? 1000;
+    this.#remote = options.remote;
   }
 
   /**
@@ -151,14 +171,25 @@ export class PresenceManager {
     }
   }
 
-  /** Live presence records of a document. */
+  /**
+   * Live presence records of a document: this instance's and, with a `remote` source,
+   * other instances' (one record per user, the most recently updated).
+   */
   list(documentId: string): PresenceRecord[] {
     const now = this.#clock.now();
     const out: PresenceRecord[] = [];
     for (const entry of this.#docs.get(documentId)?.values() ?? []) {
       if (entry.presence !== undefined && entry.presence.expiresAt > now) out.push(entry.presence);
     }
-    return out;
+    if (this.#remote === undefined) return out;
+    const byUser = new Map(out.map((record) => [record.userId, record]));
+    for (const record of this.#remote.list(documentId, now)) {
+      const seen = byUser.get(record.userId);
+      if (seen === undefined || record.updatedAt > seen.updatedAt) {
+        byUser.set(record.userId, record);
+      }
+    }
+    return [...byUser.values()];
   }
 
   /** Users with a live subscription or presence on a document. */

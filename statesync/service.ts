@@ -130,6 +130,7 @@ export async function startStateSyncService(
     ...config.presence,
     maxTtlMs: Math.max(600_000, config.presence.defaultTtlMs),
     ...(clock ? { clock } : {}),
+    ...(distributed ? { remote: distributed.presence } : {}),
   });
   const documents = new DocumentManager(store, {
     events,
