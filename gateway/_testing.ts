@@ -103,7 +103,9 @@ export function fakeBackends(): Backends & { control: FakeControl } {
     if (control.statesyncDown) throw new AppError("UNAVAILABLE", "statesync is down");
   };
   const issue = (sessionId: string) => {
-    const token = newId() + newId();
+    // Random like the session service's tokens (UUIDv7s would share prefixes with request ids).
+    const token = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
+      .replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
     tokens.set(token, { sessionId, current: true });
     return token;
   };
