@@ -35,8 +35,8 @@ export interface DocEvents {
     /** Session id of the remote op's author. */
     author?: string;
   };
-  /** The server acknowledged one of our ops. */
-  ack: { version: number; clientOpId: string };
+  /** The server acknowledged one of our ops: `op` is what it applied at `version`. */
+  ack: { version: number; clientOpId: string; op: Op };
   /** Subscribed (first time, or again after a reconnect) and caught up. */
   synced: { version: number; replayed: number; resumed: boolean };
   /** Local ops the server refused; the document was reloaded from the server. */
@@ -315,6 +315,7 @@ export class DocHandle {
       case "operation_applied": {
         const op = message.operation as WireOperation | null;
         if (op === null) break;
+        const inflightOp = ot.inflight?.op ?? [];
         const received = ot.receive(
           message.version,
           fromWireComponents(op.components),
@@ -325,7 +326,11 @@ export class DocHandle {
           return;
         }
         if (received.kind === "ack") {
-          this.events.emit("ack", { version: received.version, clientOpId: op.client_op_id });
+          this.events.emit("ack", {
+            version: received.version,
+            clientOpId: op.client_op_id,
+            op: inflightOp,
+          });
           this.#flush();
         } else if (received.kind === "remote") {
           this.events.emit("change", {
@@ -403,8 +408,9 @@ export class DocHandle {
           this.#reject(new RequestError("ABORTED", "Operation held as a conflict"));
           return;
         }
+        const inflightOp = ot.inflight?.op ?? [];
         if (ot.ack(reply.version, clientOpId)) {
-          this.events.emit("ack", { version: reply.version, clientOpId });
+          this.events.emit("ack", { version: reply.version, clientOpId, op: inflightOp });
           this.#flush();
         }
       },

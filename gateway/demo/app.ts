@@ -267,7 +267,10 @@ async function openDoc(id: string): Promise<void> {
       else moveCarets(op, undefined, undefined);
       renderVersion();
     }),
-    doc.events.on("ack", () => {
+    doc.events.on("ack", ({ op, version }) => {
+      // Our own ops are in the log too: a caret reported at an older version must move
+      // past them as well.
+      logOp(op, state.client?.sessionId, version);
       renderVersion();
       if (doc.queued === 0 && presenceDue) sendPresence();
     }),
@@ -354,11 +357,15 @@ function applyRemote(op: Op, author: string | undefined, version: number): void 
   state.shadow = text;
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
-  if (op.length > 0) {
-    opLog.push({ version, op, author });
-    if (opLog.length > OP_LOG_LIMIT) opLog.shift();
-  }
+  logOp(op, author, version);
   moveCarets(op, author, version);
+}
+
+/** Remember an op applied at `version`, for carets reported at an older version. */
+function logOp(op: Op, author: string | undefined, version: number): void {
+  if (op.length === 0) return;
+  opLog.push({ version, op, author });
+  if (opLog.length > OP_LOG_LIMIT) opLog.shift();
 }
 
 /** Reset the textarea to the document (after a resync or a rejected op). */

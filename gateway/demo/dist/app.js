@@ -1630,6 +1630,7 @@ var DocHandle = class {
       case "operation_applied": {
         const op = message.operation;
         if (op === null) break;
+        const inflightOp = ot.inflight?.op ?? [];
         const received = ot.receive(message.version, fromWireComponents(op.components), op.client_op_id);
         if (received.kind === "gap") {
           this.#subscribe(false);
@@ -1638,7 +1639,8 @@ var DocHandle = class {
         if (received.kind === "ack") {
           this.events.emit("ack", {
             version: received.version,
-            clientOpId: op.client_op_id
+            clientOpId: op.client_op_id,
+            op: inflightOp
           });
           this.#flush();
         } else if (received.kind === "remote") {
@@ -1723,10 +1725,12 @@ var DocHandle = class {
         this.#reject(new RequestError("ABORTED", "Operation held as a conflict"));
         return;
       }
+      const inflightOp = ot.inflight?.op ?? [];
       if (ot.ack(reply.version, clientOpId)) {
         this.events.emit("ack", {
           version: reply.version,
-          clientOpId
+          clientOpId,
+          op: inflightOp
         });
         this.#flush();
       }
@@ -2582,7 +2586,8 @@ async function openDoc(id) {
     if (source === "remote") applyRemote(op, author, version);
     else moveCarets(op, void 0, void 0);
     renderVersion();
-  }), doc.events.on("ack", () => {
+  }), doc.events.on("ack", ({ op, version }) => {
+    logOp(op, state.client?.sessionId, version);
     renderVersion();
     if (doc.queued === 0 && presenceDue) sendPresence();
   }), doc.events.on("synced", () => {
@@ -2657,15 +2662,17 @@ function applyRemote(op, author, version) {
   state.shadow = text;
   if (focused) ui.text.setSelectionRange(selection.start, selection.end);
   ui.text.scrollTop = scroll;
-  if (op.length > 0) {
-    opLog.push({
-      version,
-      op,
-      author
-    });
-    if (opLog.length > OP_LOG_LIMIT) opLog.shift();
-  }
+  logOp(op, author, version);
   moveCarets(op, author, version);
+}
+function logOp(op, author, version) {
+  if (op.length === 0) return;
+  opLog.push({
+    version,
+    op,
+    author
+  });
+  if (opLog.length > OP_LOG_LIMIT) opLog.shift();
 }
 function syncTextarea() {
   const doc = state.doc;

@@ -1681,6 +1681,7 @@ var DocHandle = class {
       case "operation_applied": {
         const op = message.operation;
         if (op === null) break;
+        const inflightOp = ot.inflight?.op ?? [];
         const received = ot.receive(message.version, fromWireComponents(op.components), op.client_op_id);
         if (received.kind === "gap") {
           this.#subscribe(false);
@@ -1689,7 +1690,8 @@ var DocHandle = class {
         if (received.kind === "ack") {
           this.events.emit("ack", {
             version: received.version,
-            clientOpId: op.client_op_id
+            clientOpId: op.client_op_id,
+            op: inflightOp
           });
           this.#flush();
         } else if (received.kind === "remote") {
@@ -1774,10 +1776,12 @@ var DocHandle = class {
         this.#reject(new RequestError("ABORTED", "Operation held as a conflict"));
         return;
       }
+      const inflightOp = ot.inflight?.op ?? [];
       if (ot.ack(reply.version, clientOpId)) {
         this.events.emit("ack", {
           version: reply.version,
-          clientOpId
+          clientOpId,
+          op: inflightOp
         });
         this.#flush();
       }
