@@ -155,3 +155,48 @@ export interface Backends {
   /** Close connections and tunnels. */
   close(): Promise<void>;
 }
+
+/** The session service's unary methods, as named on {@link SessionBackend}. */
+export const SESSION_UNARY_METHODS = [
+  "createSession",
+  "getSession",
+  "updateSession",
+  "deleteSession",
+  "listSessions",
+  "heartbeat",
+  "rotateToken",
+] as const;
+
+/** The statesync service's unary methods, as named on {@link StateSyncBackend}. */
+export const STATESYNC_UNARY_METHODS = [
+  "createDocument",
+  "getDocument",
+  "updateDocument",
+  "deleteDocument",
+  "listDocuments",
+  "applyOperation",
+  "getOperationHistory",
+  "unsubscribeDocument",
+  "acquireLock",
+  "releaseLock",
+  "isLocked",
+  "listConflicts",
+  "resolveConflict",
+  "updatePresence",
+  "getPresence",
+  "getStats",
+] as const;
+
+/** Methods safe to retry (on the same or another instance): reads and heartbeats. */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set([
+  "getSession",
+  "listSessions",
+  "getDocument",
+  "listDocuments",
+  "getOperationHistory",
+  "isLocked",
+  "listConflicts",
+  "getPresence",
+  "getStats",
+  "heartbeat",
+]);

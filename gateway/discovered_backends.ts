@@ -17,12 +17,15 @@
  */
 import { AppError, type Logger, silentLogger } from "../kernel/mod.ts";
 import type { EtcdConnection } from "../kernel/etcd.ts";
-import type {
-  BackendHealth,
-  Backends,
-  SessionBackend,
-  StateSyncBackend,
-  StreamHandlers,
+import {
+  type BackendHealth,
+  type Backends,
+  IDEMPOTENT_METHODS,
+  SESSION_UNARY_METHODS,
+  type SessionBackend,
+  STATESYNC_UNARY_METHODS,
+  type StateSyncBackend,
+  type StreamHandlers,
 } from "./backends.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { type ServiceInstance, ServiceResolver } from "../kernel/discovery.ts";
@@ -50,48 +53,6 @@ export interface DiscoveredBackendsOptions {
   metrics?: GrpcBackendsOptions["metrics"];
   logger?: Logger;
 }
-
-const IDEMPOTENT = new Set([
-  "getSession",
-  "listSessions",
-  "getDocument",
-  "listDocuments",
-  "getOperationHistory",
-  "isLocked",
-  "listConflicts",
-  "getPresence",
-  "getStats",
-  "heartbeat",
-]);
-
-const SESSION_METHODS = [
-  "createSession",
-  "getSession",
-  "updateSession",
-  "deleteSession",
-  "listSessions",
-  "heartbeat",
-  "rotateToken",
-] as const;
-
-const STATESYNC_UNARY = [
-  "createDocument",
-  "getDocument",
-  "updateDocument",
-  "deleteDocument",
-  "listDocuments",
-  "applyOperation",
-  "getOperationHistory",
-  "unsubscribeDocument",
-  "acquireLock",
-  "releaseLock",
-  "isLocked",
-  "listConflicts",
-  "resolveConflict",
-  "updatePresence",
-  "getPresence",
-  "getStats",
-] as const;
 
 /** One instance with its connection (created on first use). */
 interface Member {
@@ -217,7 +178,7 @@ export async function createDiscoveredBackends(
 
   const call = <R>(pool: Pool, method: string, use: (b: Backends) => Promise<R>) =>
     balancedCall(pool.balancer, async (member) => use(await pool.backendsOf(member)), {
-      idempotent: IDEMPOTENT.has(method),
+      idempotent: IDEMPOTENT_METHODS.has(method),
       retries: options.retries ?? 2,
     }).catch((error) => {
       if (pool.balancer.size === 0) {
@@ -228,7 +189,7 @@ export async function createDiscoveredBackends(
       throw error;
     });
 
-  const session = Object.fromEntries(SESSION_METHODS.map((method) => [
+  const session = Object.fromEntries(SESSION_UNARY_METHODS.map((method) => [
     method,
     (req: unknown, opts?: unknown) =>
       call(
@@ -238,7 +199,7 @@ export async function createDiscoveredBackends(
       ),
   ])) as unknown as SessionBackend;
 
-  const unary = Object.fromEntries(STATESYNC_UNARY.map((method) => [
+  const unary = Object.fromEntries(STATESYNC_UNARY_METHODS.map((method) => [
     method,
     (req: unknown, opts?: unknown) =>
       call(

@@ -17,13 +17,16 @@ import {
 } from "../kernel/mod.ts";
 import { SessionServiceClient } from "../proto/gen/session.ts";
 import { StateSyncServiceClient } from "../proto/gen/statesync.ts";
-import type {
-  BackendHealth,
-  Backends,
-  CallOptions,
-  SessionBackend,
-  StateSyncBackend,
-  StreamHandlers,
+import {
+  type BackendHealth,
+  type Backends,
+  type CallOptions,
+  IDEMPOTENT_METHODS,
+  SESSION_UNARY_METHODS,
+  type SessionBackend,
+  STATESYNC_UNARY_METHODS,
+  type StateSyncBackend,
+  type StreamHandlers,
 } from "./backends.ts";
 import type { BreakerRegistry } from "./breaker.ts";
 
@@ -64,19 +67,6 @@ export interface GrpcBackendsOptions {
    */
   filterGoaway?: boolean;
 }
-
-const IDEMPOTENT = new Set([
-  "getSession",
-  "listSessions",
-  "getDocument",
-  "listDocuments",
-  "getOperationHistory",
-  "isLocked",
-  "listConflicts",
-  "getPresence",
-  "getStats",
-  "heartbeat",
-]);
 
 type UnaryFn = (
   req: unknown,
@@ -146,7 +136,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     ): Promise<T> {
       const fn = (client as unknown as Record<string, UnaryFn>)[method]!.bind(client);
       const deadline = opts.deadline ?? Date.now() + target.defaultTimeoutMs;
-      const attempts = IDEMPOTENT.has(method) ? target.retries + 1 : 1;
+      const attempts = IDEMPOTENT_METHODS.has(method) ? target.retries + 1 : 1;
       const name = `${service}/${method[0]!.toUpperCase()}${method.slice(1)}`;
       for (let attempt = 1;; attempt++) {
         if (Date.now() >= deadline) {
@@ -193,36 +183,11 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
       call<T>(method, req, opts);
 
   const session = Object.fromEntries(
-    [
-      "createSession",
-      "getSession",
-      "updateSession",
-      "deleteSession",
-      "listSessions",
-      "heartbeat",
-      "rotateToken",
-    ].map((method) => [method, unary(sessionCall, method)]),
+    SESSION_UNARY_METHODS.map((method) => [method, unary(sessionCall, method)]),
   ) as unknown as SessionBackend;
 
   const statesyncUnary = Object.fromEntries(
-    [
-      "createDocument",
-      "getDocument",
-      "updateDocument",
-      "deleteDocument",
-      "listDocuments",
-      "applyOperation",
-      "getOperationHistory",
-      "unsubscribeDocument",
-      "acquireLock",
-      "releaseLock",
-      "isLocked",
-      "listConflicts",
-      "resolveConflict",
-      "updatePresence",
-      "getPresence",
-      "getStats",
-    ].map((method) => [method, unary(statesyncCall, method)]),
+    STATESYNC_UNARY_METHODS.map((method) => [method, unary(statesyncCall, method)]),
   );
   const statesync: StateSyncBackend = {
     ...(statesyncUnary as unknown as Omit<
