@@ -34,6 +34,7 @@ import type { Backends, StreamHandle, SubmitStream } from "./backends.ts";
 import type { GatewayConfig } from "./config.ts";
 import { TokenBuckets } from "./rate_limit.ts";
 import { traceWsOperation } from "./ws_tracing.ts";
+import { fastOpMessage } from "./ws_op_message.ts";
 import type { TokenService } from "./tokens.ts";
 import { z } from "zod";
 
@@ -100,7 +101,8 @@ const MessageId = z.union([z.string().max(64), z.number()]).optional();
 const Channel = z.string().regex(/^[A-Za-z0-9_:.\-/]{1,128}$/, "expected a channel name");
 const DocId = z.string().refine(isId, "expected a UUIDv7");
 
-const ClientMessage = z.discriminatedUnion("type", [
+/** Every message a client may send (exported for the fast-path test). */
+export const ClientMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("auth"), id: MessageId, token: z.string().min(1) }).strict(),
   z.object({ type: z.literal("refresh"), id: MessageId, token: z.string().min(1) }).strict(),
   z.object({ type: z.literal("ping"), id: MessageId }).strict(),
@@ -148,7 +150,8 @@ const ClientMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("unlock"), id: MessageId, document_id: DocId, lock_id: z.string() })
     .strict(),
 ]);
-type ClientMessage = z.output<typeof ClientMessage>;
+/** A validated client message. */
+export type ClientMessage = z.output<typeof ClientMessage>;
 
 /** Max live events buffered for a member still catching up before it must resync. */
 const MAX_PENDING_EVENTS = 10_000;
@@ -397,7 +400,12 @@ export class WsHub {
 
   #send(conn: Conn, message: Record<string, unknown>): void {
     if (conn.closed || conn.socket.readyState !== 1) return;
-    const data = JSON.stringify(message);
+    this.#sendText(conn, JSON.stringify(message));
+  }
+
+  /** Send an already serialised message (an event shared by every member of a document). */
+  #sendText(conn: Conn, data: string): void {
+    if (conn.closed || conn.socket.readyState !== 1) return;
     if (conn.socket.bufferedAmount + data.length > this.#config.maxQueuedBytes) {
       this.#stats.slowConsumersClosed++;
       this.#close(conn, CloseCode.SLOW_CONSUMER, "Slow consumer: outgoing queue full");
@@ -487,7 +495,11 @@ export class WsHub {
       conn.traffic.bytesIn += text.length;
       conn.traffic.dirty = true;
     }
-    if (new TextEncoder().encode(text).length > this.#config.maxMessageBytes) {
+    // UTF-8 needs at most 3 bytes per UTF-16 unit: encode only a message that might be too big.
+    if (
+      text.length * 3 > this.#config.maxMessageBytes &&
+      new TextEncoder().encode(text).length > this.#config.maxMessageBytes
+    ) {
       this.#close(conn, CloseCode.MESSAGE_TOO_BIG, "Message too big");
       return;
     }
@@ -509,7 +521,11 @@ export class WsHub {
       else this.#error(conn, null, new AppError("INVALID_ARGUMENT", "Malformed JSON message"));
       return;
     }
-    const parsed = ClientMessage.safeParse(json);
+    // The hot `op` message has a hand-written check; zod judges everything else.
+    const fast = fastOpMessage(json);
+    const parsed = fast !== undefined
+      ? { success: true as const, data: fast }
+      : ClientMessage.safeParse(json);
     const id = (json as { id?: unknown } | null)?.id;
     if (!parsed.success) {
       if (conn.user === undefined) {
@@ -837,7 +853,8 @@ export class WsHub {
           feed.readyResolve();
           return;
         }
-        for (const member of feed.members.values()) this.#deliver(feed, member, event);
+        const shared = new SharedEvent(event);
+        for (const member of feed.members.values()) this.#deliver(feed, member, event, shared);
       },
       onError: (error) => this.#feedDown(feed, error),
       onEnd: () => this.#feedDown(feed, new AppError("UNAVAILABLE", "Subscription ended")),
@@ -895,7 +912,7 @@ export class WsHub {
     }, delay);
   }
 
-  #deliver(feed: DocFeed, member: Member, event: DocumentEvent): void {
+  #deliver(feed: DocFeed, member: Member, event: DocumentEvent, shared?: SharedEvent): void {
     if (member.pending !== null) {
       if (member.pending.length >= MAX_PENDING_EVENTS) {
         this.#send(member.conn, {
@@ -914,7 +931,7 @@ export class WsHub {
       if (event.version <= member.lastVersion) return; // already delivered (replay/reconnect)
       member.lastVersion = event.version;
     }
-    this.#send(member.conn, { type: "event", ...eventToJson(event) });
+    this.#sendText(member.conn, (shared ?? new SharedEvent(event)).text);
   }
 
   #leaveFeed(conn: Conn, documentId: string): void {
@@ -1011,6 +1028,15 @@ export class WsHub {
       operation: operationToJson(applied.operation),
       conflicts: applied.conflicts.map(conflictToJson),
     });
+  }
+}
+
+/** A document event serialised once, on first use, for every member of the feed. */
+class SharedEvent {
+  #text: string | undefined;
+  constructor(readonly event: DocumentEvent) {}
+  get text(): string {
+    return this.#text ??= JSON.stringify({ type: "event", ...eventToJson(this.event) });
   }
 }
 
