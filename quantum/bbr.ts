@@ -498,7 +498,8 @@ export class Bbr implements CongestionController {
   #recoverOrRestore(acked: number, inflight: number, ackedSentAt: number | undefined): boolean {
     const lost = this.#pendingLostBytes;
     this.#pendingLostBytes = 0;
-    if (lost > 0) this.#cwnd = Math.max(this.#cwnd - lost, this.#mss);
+    const floor = this.#lossFloor();
+    if (lost > 0) this.#cwnd = Math.max(this.#cwnd - lost, floor);
     if (lost > 0 && !this.#inRecovery) {
       // Entering recovery: conserve packets for one round.
       this.#saveCwnd();
@@ -507,7 +508,7 @@ export class Bbr implements CongestionController {
       this.#recoveryEndDelivered = this.#rate.delivered + inflight;
       this.#packetConservation = true;
       this.#nextRoundDelivered = this.#rate.delivered;
-      this.#cwnd = inflight + acked;
+      this.#cwnd = Math.max(inflight + acked, floor);
     } else if (this.#inRecovery && lost === 0) {
       const done = this.#rtoTime !== undefined
         ? ackedSentAt !== undefined && ackedSentAt >= this.#rtoTime
@@ -524,6 +525,18 @@ export class Bbr implements CongestionController {
       return true;
     }
     return false;
+  }
+
+  /**
+   * The lowest window loss recovery may cut to: one BDP at the bandwidth estimate (plus send
+   * quanta). Random loss is not congestion; the estimate (a delivery-rate maximum) already
+   * falls when the path really is congested, so losses only take the window down to what the
+   * model says the path carries (and a STARTUP that keeps its window still sees the pipe
+   * fill). After an RTO: one packet (Linux).
+   */
+  #lossFloor(): number {
+    if (this.#rtoTime !== undefined) return this.#mss;
+    return this.#inflight(this.#bandwidth(), 1);
   }
 
   #setCwnd(now: number, acked: number, inflight: number, sampleRtt: number | undefined): void {

@@ -589,6 +589,28 @@ Deno.test("losses shrink cwnd, packet conservation holds for a round, cwnd is re
   assert.ok(bbr.congestionWindow() >= before - 2 * MSS, `${bbr.congestionWindow()} vs ${before}`);
 });
 
+Deno.test("random loss does not cut cwnd below one BDP once the pipe is measured", () => {
+  const rate = 1_000_000;
+  const rtt = 20;
+  const bbr = createBbr({ mss: MSS, now: 0, random: () => 0 });
+  let minCwnd = Infinity;
+  let deliveredAt1s = 0;
+  const path = new Path(bbr, {
+    rate,
+    rtt,
+    drop: (pn) => pn % 20 === 7, // 5% random-like loss, not congestion
+    onAck: (now, b) => {
+      if (now < 1000) deliveredAt1s = path.delivered;
+      else minCwnd = Math.min(minCwnd, b.congestionWindow());
+    },
+  });
+  const result = path.run(3000);
+  const bdp = (rate * rtt) / 1000;
+  assert.ok(minCwnd >= bdp, `min cwnd ${minCwnd} < BDP ${bdp}`);
+  const goodput = ((result.deliveredBytes - deliveredAt1s) * 1000) / 2000;
+  assert.ok(goodput >= 0.85 * rate, `goodput ${goodput} B/s at 5% loss`);
+});
+
 Deno.test("cwnd never falls below 4 packets, even under heavy loss", () => {
   const bbr = createBbr({ mss: MSS, now: 0 });
   let min = Infinity;

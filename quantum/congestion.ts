@@ -24,6 +24,8 @@ export interface SentPacket {
   bytes: number;
   /** When it was (last) sent, in ms. */
   sentAt: number;
+  /** Sent more than once: an ACK soon after the last send may be for an earlier one. */
+  retransmitted?: boolean;
 }
 
 /** Everything one incoming acknowledgement changed. */

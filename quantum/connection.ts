@@ -636,12 +636,19 @@ export class Connection implements QuantumConnection {
     const acked: SentPacket[] = [];
     let newest: Segment | null = null;
     let advanced = false;
+    // A retransmission acknowledged sooner than the min RTT was not what the ACK saw: the
+    // original arrived (RFC 8985 §6.2). Its transmission index must not advance loss detection
+    // (every packet sent before it would look lost) nor give an RTT sample.
+    const minRtt = this.#rtt.hasSample ? this.#rtt.minRtt : 0;
+    const isNewest = (seg: Segment) =>
+      (!newest || seg.txIndex > newest.txIndex) &&
+      !(seg.txCount > 1 && now - seg.sentAt < minRtt);
     while (this.#sndUna < ack) {
       const seg = this.#segments.get(this.#sndUna);
       if (seg) {
         if (!seg.sacked) {
           acked.push(snapshot(seg));
-          if (!newest || seg.txIndex > newest.txIndex) newest = seg;
+          if (isNewest(seg)) newest = seg;
         }
         this.#release(seg);
         this.#segments.delete(seg.seq);
@@ -660,7 +667,7 @@ export class Connection implements QuantumConnection {
         }
         seg.lost = false;
         acked.push(snapshot(seg));
-        if (!newest || seg.txIndex > newest.txIndex) newest = seg;
+        if (isNewest(seg)) newest = seg;
         advanced = true;
       }
     }
@@ -1419,7 +1426,12 @@ export function closeError(info: CloseInfo): AppError {
 }
 
 function snapshot(seg: Segment): SentPacket {
-  return { packetNumber: seg.packetNumber, bytes: seg.bytes, sentAt: seg.sentAt };
+  return {
+    packetNumber: seg.packetNumber,
+    bytes: seg.bytes,
+    sentAt: seg.sentAt,
+    retransmitted: seg.txCount > 1,
+  };
 }
 
 function sameAddr(a: Deno.NetAddr, b: Deno.NetAddr): boolean {

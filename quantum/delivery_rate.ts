@@ -74,6 +74,12 @@ export interface RateSample {
 export interface PacketRef {
   /** Packet number used in `onPacketSent`. */
   packetNumber: number;
+  /**
+   * The packet is a retransmission. Acknowledged less than the min RTT after it was sent, the
+   * ACK must be for an earlier transmission (RFC 8985 §6.2): its bytes count as delivered but
+   * it is no sample reference (its snapshot would make a round and a rate out of nothing).
+   */
+  retransmitted?: boolean;
 }
 
 /**
@@ -192,6 +198,7 @@ export class DeliveryRateEstimator {
       if (snapshot === undefined) continue;
       this.#packets.delete(packet.packetNumber);
       ackedBytes += snapshot.bytes;
+      if (packet.retransmitted && now - snapshot.sentAt < minRtt) continue;
       // The most recently sent packet (largest prior delivered, then latest send) is the
       // reference for this sample (tcp_rate_skb_delivered).
       if (
@@ -201,9 +208,8 @@ export class DeliveryRateEstimator {
         reference = snapshot;
       }
     }
-    if (reference === undefined) return undefined;
-
     this.#delivered += ackedBytes;
+    if (reference === undefined) return undefined;
     this.#deliveredTime = now;
     // The send time of the newest acknowledged packet starts the next send phase.
     this.#firstSentTime = reference.sentAt;

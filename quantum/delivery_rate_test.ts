@@ -169,3 +169,22 @@ Deno.test("onPacketSent() rejects non-finite times and negative sizes", () => {
   assert.throws(() => rate.onPacketSent(Number.NaN, 1, MSS, MSS), RangeError);
   assert.throws(() => rate.onPacketSent(0, 1, -1, MSS), RangeError);
 });
+
+Deno.test("a retransmission acknowledged sooner than the min RTT counts as delivered but is no sample", () => {
+  const rate = new DeliveryRateEstimator();
+  rate.onPacketSent(0, 1, MSS, MSS);
+  // Packet 1 was (spuriously) declared lost and resent as packet number 2 at t=19; the ACK at
+  // t=20 is for the original transmission, so packet 2's fresh snapshot must not be the
+  // reference (it would make a new round and a rate over 1 ms).
+  rate.onAck(19, [], [{ packetNumber: 1 }], 20);
+  rate.onPacketSent(19, 2, MSS, MSS);
+  const sample = rate.onAck(20, [{ packetNumber: 2, retransmitted: true }], [], 20);
+  assert.equal(sample, undefined);
+  assert.equal(rate.delivered, MSS);
+  assert.equal(rate.trackedPackets, 0);
+  // The same retransmission acknowledged a full RTT later is a normal sample.
+  rate.onPacketSent(30, 3, MSS, MSS);
+  const later = rate.onAck(51, [{ packetNumber: 3, retransmitted: true }], [], 20);
+  assert.ok(later);
+  assert.equal(later.priorDelivered, MSS);
+});
