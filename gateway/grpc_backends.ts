@@ -16,7 +16,11 @@ import {
   startGoawayFilter,
 } from "../kernel/mod.ts";
 import { SessionServiceClient } from "../proto/gen/session.ts";
-import { StateSyncServiceClient } from "../proto/gen/statesync.ts";
+import {
+  StateSyncServiceClient,
+  type SubmitBatchResult,
+  type SubmitRequest,
+} from "../proto/gen/statesync.ts";
 import {
   type BackendHealth,
   type Backends,
@@ -205,16 +209,39 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
         },
       };
     },
+    // Carried by SubmitOperationBatches: requests sent in the same event-loop turn share one
+    // message (one HTTP/2 frame, one decode per side), far cheaper per op under load and no
+    // later than one turn when idle. Results come back one message per batch, in order.
     submitOperations(handlers) {
-      const stream = statesyncClient.submitOperations();
+      const stream = statesyncClient.submitOperationBatches();
       let cancelled = false;
-      wireStream(stream, handlers, () => cancelled);
+      let queued: SubmitRequest[] = [];
+      let flushTimer: ReturnType<typeof setTimeout> | undefined;
+      const flush = () => {
+        flushTimer = undefined;
+        if (cancelled || queued.length === 0) return;
+        const requests = queued;
+        queued = [];
+        stream.write({ requests });
+      };
+      wireStream<SubmitBatchResult>(stream, {
+        onData: (batch) => {
+          for (const result of batch.results) {
+            if (cancelled) return;
+            handlers.onData(result);
+          }
+        },
+        onError: (error) => handlers.onError(error),
+        onEnd: () => handlers.onEnd(),
+      }, () => cancelled);
       return {
         send(req) {
-          stream.write(req);
+          queued.push(req);
+          flushTimer ??= setTimeout(flush, 0);
         },
         cancel() {
           cancelled = true;
+          clearTimeout(flushTimer);
           stream.end();
           stream.cancel();
         },

@@ -10,7 +10,14 @@ import {
   SessionServiceService,
   SessionState,
 } from "../proto/gen/session.ts";
-import { type DocumentEvent, DocumentType, EventType } from "../proto/gen/statesync.ts";
+import {
+  type DocumentEvent,
+  DocumentType,
+  EventType,
+  type StateSyncServiceServer,
+  StateSyncServiceService,
+  type SubmitBatch,
+} from "../proto/gen/statesync.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { createGrpcBackends } from "./grpc_backends.ts";
 
@@ -289,5 +296,65 @@ Deno.test("grpc backends: the breaker opens under repeated UNAVAILABLE and fails
     assert.equal(stats.rejected, fastFails);
   } finally {
     await backends.close();
+  }
+});
+
+Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message", async () => {
+  const batchSizes: number[] = [];
+  const server = new Server();
+  const impl: Partial<StateSyncServiceServer> = {
+    submitOperationBatches(call) {
+      call.on("data", (batch: SubmitBatch) => {
+        batchSizes.push(batch.requests.length);
+        call.write({
+          results: batch.requests.map((r) => ({
+            requestId: r.requestId,
+            outcome: { $case: "error", value: { code: 3, message: `seen ${r.requestId}` } },
+          })),
+        });
+      });
+      call.on("end", () => call.end());
+    },
+  };
+  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      ServerCredentials.createInsecure(),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  const backends = await createGrpcBackends({
+    session: target(`127.0.0.1:${port}`),
+    statesync: target(`127.0.0.1:${port}`),
+    breakers: new BreakerRegistry(),
+  });
+  try {
+    const results: string[] = [];
+    let expected = 0;
+    let done!: () => void;
+    let got = new Promise<void>((resolve) => done = resolve);
+    const submit = backends.statesync.submitOperations({
+      onData: (r) => {
+        results.push(r.requestId);
+        if (results.length === expected) done();
+      },
+      onError: () => {},
+      onEnd: () => {},
+    });
+    const request = (requestId: string) => ({ requestId, apply: undefined });
+    expected = 5;
+    for (let i = 0; i < 5; i++) submit.send(request(`a${i}`));
+    await got;
+    got = new Promise<void>((resolve) => done = resolve);
+    expected = 6;
+    submit.send(request("b0"));
+    await got;
+    assert.deepEqual(results, ["a0", "a1", "a2", "a3", "a4", "b0"]);
+    assert.deepEqual(batchSizes, [5, 1]);
+    submit.cancel();
+  } finally {
+    await backends.close();
+    server.forceShutdown();
   }
 });
