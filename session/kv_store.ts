@@ -14,7 +14,8 @@
  * versionstamp checks, retried on conflict. KV's own `expireIn` is not used: it is lazy
  * (REFERENCES.md) and would drop records behind the indexes' back. Instead every read checks
  * the stored `expiresAt` and {@link KvSessionStore.sweep} deletes expired sessions with all
- * their index entries. Concurrent writes share commits through a group committer.
+ * their index entries. Concurrent writes share commits through a group committer. The user
+ * lists are also kept in memory (`_user_lists.ts`), so a create needs no read before its write.
  *
  * @example
  * ```ts
@@ -26,6 +27,7 @@
 import { AppError } from "../kernel/mod.ts";
 import { GroupCommitter, type KvWrite } from "./_group_commit.ts";
 import { ReadBatcher } from "./_read_batch.ts";
+import { UserLists } from "./_user_lists.ts";
 import type { StoredSession } from "./model.ts";
 import {
   type InsertOptions,
@@ -59,10 +61,12 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   #kv: Deno.Kv;
   #committer: GroupCommitter;
   #reads: KvReads;
+  #users: UserLists;
   #closed = false;
 
-  private constructor(kv: Deno.Kv, options: KvSessionStoreOptions) {
+  private constructor(kv: Deno.Kv, users: UserLists, options: KvSessionStoreOptions) {
     this.#kv = kv;
+    this.#users = users;
     const batched = options.groupCommit ?? true;
     this.#committer = new GroupCommitter(kv, { enabled: batched });
     this.#reads = batched ? new ReadBatcher(kv) : {
@@ -76,7 +80,13 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
    * @throws {Deno.errors.NotFound} when the directory does not exist
    */
   static async open(path: string, options: KvSessionStoreOptions = {}): Promise<KvSessionStore> {
-    return new KvSessionStore(await Deno.openKv(path), options);
+    const kv = await Deno.openKv(path);
+    try {
+      return new KvSessionStore(kv, await UserLists.load(kv), options);
+    } catch (error) {
+      kv.close();
+      throw error;
+    }
   }
 
   /** Group-commit counters: atomic commits issued and the writes they carried. */
@@ -89,23 +99,29 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     this.#assertOpen();
     const { now } = options;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const keys: Deno.KvKey[] = [["s", session.id], ["u", session.userId]];
-      if (session.connectionId !== "") keys.push(["c", session.connectionId]);
-      const [idEntry, userEntry, connEntry] = await this.#reads.getMany<unknown>(keys);
-      if (idEntry!.versionstamp !== null) {
+      // First attempt: nothing to read for a fresh id (the null check below catches a clash,
+      // and the retry reads it) nor, usually, for the user list (kept in memory).
+      const firstTry = attempt === 0;
+      const [idEntry, userEntry, connEntry] = await Promise.all([
+        firstTry ? null : this.#reads.get(["s", session.id]),
+        (firstTry ? this.#users.get(session.userId) : undefined) ??
+          this.#reads.get<string[]>(["u", session.userId]),
+        session.connectionId === "" ? null : this.#reads.get<string>(["c", session.connectionId]),
+      ]);
+      if (idEntry !== null && idEntry.versionstamp !== null) {
         throw new AppError("ALREADY_EXISTS", `Session ${session.id} already exists`);
       }
       const write = newWrite();
-      write.checks.push({ key: idEntry!.key, versionstamp: null });
-      write.checks.push({ key: userEntry!.key, versionstamp: userEntry!.versionstamp });
-      if (connEntry !== undefined) {
-        const holder = await this.#holder(connEntry as Deno.KvEntryMaybe<string>, now);
+      write.checks.push({ key: ["s", session.id], versionstamp: null });
+      write.checks.push({ key: userEntry.key, versionstamp: userEntry.versionstamp });
+      if (connEntry !== null) {
+        const holder = await this.#holder(connEntry, now);
         if (holder !== null) {
           throw new AppError("ALREADY_EXISTS", "Invalid connection_id: in use by another session");
         }
         write.checks.push({ key: connEntry.key, versionstamp: connEntry.versionstamp });
       }
-      const ids = (userEntry!.value as string[] | null) ?? [];
+      const ids = userEntry.value ?? [];
       const live = ids.length >= options.maxPerUser ? await this.#liveEntries(ids, now) : null;
       const evicted: string[] = [];
       let kept = ids;
@@ -131,7 +147,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
       addIndexes(write, session);
       write.mutations.push({ type: "set", key: ["s", session.id], value: session });
       write.bytes += estimateBytes(session) + 40 * kept.length;
-      if (await this.#committer.commit(write)) return { evicted };
+      if (await this.#commit(write)) return { evicted };
     }
     throw new AppError("ABORTED", "Too much contention creating the session; retry");
   }
@@ -205,7 +221,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
       }
       write.mutations.push({ type: "set", key: ["s", id], value: next });
       write.bytes += estimateBytes(next);
-      if (await this.#committer.commit(write)) return next;
+      if (await this.#commit(write)) return next;
     }
     throw new AppError("ABORTED", `Too much contention updating session ${id}; retry`);
   }
@@ -280,6 +296,17 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     return this.close();
   }
 
+  /** Commit through the group committer, keeping the in-memory user lists current. */
+  async #commit(write: KvWrite): Promise<boolean> {
+    const versionstamp = await this.#committer.commit(write);
+    if (versionstamp === null) {
+      this.#users.failed(write.checks);
+      return false;
+    }
+    this.#users.committed(write.mutations, versionstamp);
+    return true;
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new AppError("UNAVAILABLE", "Session store is closed");
   }
@@ -327,7 +354,8 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
 
   /** Remove `session` from its user's list. */
   async #addUserRemoval(write: KvWrite, session: StoredSession): Promise<void> {
-    const entry = await this.#reads.get<string[]>(["u", session.userId]);
+    const entry = this.#users.get(session.userId) ??
+      await this.#reads.get<string[]>(["u", session.userId]);
     write.checks.push({ key: entry.key, versionstamp: entry.versionstamp });
     const rest = (entry.value ?? []).filter((id) => id !== session.id);
     if (rest.length === 0) write.mutations.push({ type: "delete", key: entry.key });
@@ -346,7 +374,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
       const write = newWrite();
       await this.#addRemoval(write, entry as Deno.KvEntry<StoredSession>);
       await this.#addUserRemoval(write, entry.value);
-      if (await this.#committer.commit(write)) return entry.value;
+      if (await this.#commit(write)) return entry.value;
     }
     throw new AppError("ABORTED", `Too much contention removing session ${id}; retry`);
   }

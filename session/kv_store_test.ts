@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { AppError } from "../kernel/mod.ts";
 import { tempDir } from "../kernel/testing.ts";
 import { makeRecord, storeSuite } from "./_store_suite.ts";
 import { KvSessionStore } from "./kv_store.ts";
@@ -41,4 +42,44 @@ Deno.test("KvSessionStore: concurrent inserts share group commits and all land",
   for (const record of records.slice(0, 20)) {
     assert.equal((await store.get(record.id, now))?.userId, record.userId);
   }
+});
+
+Deno.test("KvSessionStore: the user lists loaded at open spare creates a failed first commit", async () => {
+  await using dir = await tempDir("aetherflow-session-");
+  const path = `${dir.path}/session.kv`;
+  const first = makeRecord({ userId: "u-reopen" });
+  const now = first.createdAt;
+  {
+    await using store = await KvSessionStore.open(path);
+    await store.insert(first, { now, maxPerUser: 2, onLimit: "refuse" });
+  }
+  await using store = await KvSessionStore.open(path);
+  await store.insert(makeRecord({ userId: "u-reopen" }), { now, maxPerUser: 2, onLimit: "refuse" });
+  assert.deepEqual(store.stats(), { commits: 1, writes: 1 });
+  await assert.rejects(
+    store.insert(makeRecord({ userId: "u-reopen" }), { now, maxPerUser: 2, onLimit: "refuse" }),
+    (error: unknown) => error instanceof AppError && error.status === "RESOURCE_EXHAUSTED",
+  );
+});
+
+Deno.test("KvSessionStore: a user list changed behind the store's back still bounds the user", async () => {
+  await using dir = await tempDir("aetherflow-session-");
+  const path = `${dir.path}/session.kv`;
+  const now = makeRecord().createdAt;
+  const limit = { now, maxPerUser: 2, onLimit: "refuse" } as const;
+  await using store = await KvSessionStore.open(path);
+  {
+    // A second handle on the same file: the first store's in-memory copy goes stale.
+    await using other = await KvSessionStore.open(path);
+    await other.insert(makeRecord({ userId: "u-shared" }), limit);
+    await other.insert(makeRecord({ userId: "u-shared" }), limit);
+  }
+  await assert.rejects(
+    store.insert(makeRecord({ userId: "u-shared" }), limit),
+    (error: unknown) => error instanceof AppError && error.status === "RESOURCE_EXHAUSTED",
+  );
+  const evicting = { ...limit, onLimit: "evict_oldest" } as const;
+  const { evicted } = await store.insert(makeRecord({ userId: "u-shared" }), evicting);
+  assert.equal(evicted.length, 1);
+  assert.equal(await store.count({ userId: "u-shared" }, now), 2);
 });
