@@ -402,12 +402,23 @@ export class DocumentManager {
     const head = state.head;
     if (submit.resolution === undefined) this.#assertWrite(head, submit.actor);
     const key = dedupeKey(submit.sessionId, submit.clientOpId);
-    // Resend de-duplication (ShareDB: skip if this client's op was already applied).
-    const known = state.keys.get(key) ??
+    // Resend de-duplication. Ops in memory answer from `keys`; held ops and ops with
+    // conflicts are indexed in the store; any other applied op is found, as ShareDB finds
+    // it, in the log after the base version it was sent at (a resend carries that version
+    // or an earlier one: a client cannot know its op's version before its ack).
+    let known = state.keys.get(key) ??
       (submit.baseVersion < state.recentStart || head.conflictStrategy === "manual" ||
           submit.resolution !== undefined
         ? await this.#store.findDedupe(submit.id, submit.sessionId, submit.clientOpId)
         : null);
+    let since: OperationRecord[] | undefined;
+    if (known === null && submit.baseVersion < state.recentStart) {
+      since = await this.#opsSince(state, submit.baseVersion);
+      const applied = since.find((o) =>
+        o.sessionId === submit.sessionId && o.clientOpId === submit.clientOpId
+      );
+      if (applied !== undefined) known = appliedEntry(applied);
+    }
     if (known !== null) return { immediate: await this.#duplicateResult(state, known) };
     if (submit.baseVersion > head.version) {
       throw new AppError(
@@ -428,7 +439,7 @@ export class DocumentManager {
       incomingValue: Json | undefined;
     }[] = [];
     if (submit.baseVersion < head.version) {
-      for (const applied of await this.#opsSince(state, submit.baseVersion)) {
+      for (const applied of since ?? await this.#opsSince(state, submit.baseVersion)) {
         const result = transformWithCollisions(op, applied.op, incomingWins);
         this.#transforms++;
         op = result.op;
@@ -573,9 +584,11 @@ export class DocumentManager {
         conflict,
       });
     }
+    // The store indexes only what the op log cannot answer (see above).
+    const indexed = conflicts.length > 0 || submit.resolution !== undefined;
     return {
       ops: [record],
-      dedupe: [dedupe],
+      dedupe: indexed ? [dedupe] : [],
       conflicts: [...conflicts, ...resolved],
       snapshots: record.version % this.#snapshotEvery === 0
         ? [{ version: record.version, content }]
@@ -869,16 +882,7 @@ export class DocumentManager {
     let content = snapshot.content;
     for (const op of ops) content = applyOp(content, op.op);
     const keys = new Map<string, DedupeEntry>();
-    for (const op of ops) {
-      keys.set(dedupeKey(op.sessionId, op.clientOpId), {
-        sessionId: op.sessionId,
-        clientOpId: op.clientOpId,
-        operationId: op.id,
-        version: op.version,
-        held: false,
-        conflictIds: [],
-      });
-    }
+    for (const op of ops) keys.set(dedupeKey(op.sessionId, op.clientOpId), appliedEntry(op));
     const state: DocState = {
       head,
       content,
@@ -1177,6 +1181,18 @@ function positive(value: number, name: string): number {
 
 function dedupeKey(sessionId: string, clientOpId: string): string {
   return `${sessionId}\u0000${clientOpId}`;
+}
+
+/** The de-duplication entry of an applied op, as its log record tells it. */
+function appliedEntry(op: OperationRecord): DedupeEntry {
+  return {
+    sessionId: op.sessionId,
+    clientOpId: op.clientOpId,
+    operationId: op.id,
+    version: op.version,
+    held: false,
+    conflictIds: [],
+  };
 }
 
 function markDuplicate(result: ApplyResult): ApplyResult {

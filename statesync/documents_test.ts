@@ -15,8 +15,11 @@ class CountingStore extends MemoryDocumentStore {
   commits = 0;
   conflicts = 0;
   opsRead = 0;
+  /** De-duplication entries the manager asked the store to index. */
+  indexed = 0;
   override async commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
     this.commits++;
+    this.indexed += requests.reduce((n, r) => n + r.dedupe.length, 0);
     const outcomes = await super.commit(requests);
     this.conflicts += outcomes.filter((o) => o === "version_conflict").length;
     return outcomes;
@@ -344,17 +347,35 @@ Deno.test("a resend is recognised after a restart, also when its first ack was l
   await first.close();
   const second = new DocumentManager(store, { snapshotEvery: 5 });
   try {
-    // Version 0 and 7 are older than the last snapshot (10): found through the store's index.
+    // Version 0 and 7 are older than the last snapshot (10): found in the op log after
+    // their base version (plain applied ops are not indexed separately).
     for (const v of [0, 7, 11]) {
       const result = await send(second, doc.id, v);
       assert.equal(result.duplicate, true);
       assert.equal(result.version, v + 1);
     }
     assert.deepEqual((await second.get("alice", doc.id)).content, { n: 12 });
+    assert.equal(store.indexed, 0);
   } finally {
     await second.close();
     await store.close();
   }
+});
+
+Deno.test("a resend older than the ops kept in memory is found in the op log", async () => {
+  await using t = setup({ recentOps: 3 });
+  const doc = await t.manager.create("alice", { name: "C", type: "json", content: { n: 0 } });
+  const op: Op = [{ path: ["n"], action: { type: "increment", delta: 1 } }];
+  for (let v = 0; v < 10; v++) {
+    await t.manager.apply("alice", { ...input(doc.id, v, op), clientOpId: `c${v}` });
+  }
+  // Sent at version 2 by a client that then lost the ack: applied as version 3.
+  const resend = await t.manager.apply("alice", { ...input(doc.id, 2, op), clientOpId: "c2" });
+  assert.deepEqual([resend.duplicate, resend.version], [true, 3]);
+  // A new op sent at the same old version is transformed and applied.
+  const fresh = await t.manager.apply("alice", { ...input(doc.id, 2, op), clientOpId: "new" });
+  assert.deepEqual([fresh.duplicate, fresh.version], [false, 11]);
+  assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 11 });
 });
 
 async function collide(strategy: ConflictStrategy) {

@@ -51,7 +51,11 @@ export interface CommitRequest {
   head: DocumentHead;
   /** Ops producing versions `expectedVersion + 1 ...`, in order. */
   ops: OperationRecord[];
-  /** De-duplication entries to add. */
+  /**
+   * De-duplication entries to index. The document engine sends only what its op log cannot
+   * answer (held ops, ops with conflicts, conflict resolutions): a plain applied op is found
+   * by its session and client op id among the ops after its base version.
+   */
   dedupe: DedupeEntry[];
   /** Conflicts to insert or replace (by id). */
   conflicts: ConflictRecord[];
@@ -109,7 +113,7 @@ export interface DocumentStore {
   putSnapshot(documentId: string, snapshot: Snapshot): Promise<void>;
   /** The snapshot with the greatest version `<= atOrBefore`, or null. */
   getSnapshot(documentId: string, atOrBefore: number): Promise<Snapshot | null>;
-  /** The de-duplication entry of a (session, client op id) pair on a document, or null. */
+  /** The indexed de-duplication entry of a (session, client op id) pair on a document, or null. */
   findDedupe(
     documentId: string,
     sessionId: string,
