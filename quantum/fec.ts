@@ -90,6 +90,8 @@ export interface FecEncodeResult {
   tag: FecTag | undefined;
   /** Parity packets to send right after the data packet (non-empty when the group filled). */
   parity: ParityShard[];
+  /** Parity shards the packet's group gets (so far: a flush may raise it); 0 when untagged. */
+  groupParity: number;
 }
 
 /** Options for {@linkcode FecEncoder}. */
@@ -263,19 +265,22 @@ export class FecEncoder {
    *
    * @param now current time (ms), starts the flush timer of a new group
    * @param payload the bytes to protect (copied)
+   * @param minParity parity for a group this packet starts, at least (e.g. a sparse message
+   *   protected although the current parity count is 0)
    * @returns the packet's FEC tag and any parity packets that are now due
    * @throws {RangeError} when the payload is empty or longer than `maxPayloadBytes`
    */
-  add(now: number, payload: Uint8Array): FecEncodeResult {
+  add(now: number, payload: Uint8Array, minParity = 0): FecEncodeResult {
     if (payload.length === 0 || payload.length > this.#maxPayloadBytes) {
       throw new RangeError(
         `Cannot protect packet: payload must be 1..${this.#maxPayloadBytes} bytes, got ${payload.length}`,
       );
     }
     if (this.#count === 0) {
-      if (this.#parityShards === 0) return { tag: undefined, parity: [] };
+      const parity = Math.max(this.#parityShards, this.#checkParity(minParity));
+      if (parity === 0) return { tag: undefined, parity: [], groupParity: 0 };
       this.#groupStart = now;
-      this.#groupParity = this.#parityShards;
+      this.#groupParity = parity;
     }
     const index = this.#count++;
     const slot = this.#payloads[index] ?? new Uint8Array(this.#maxPayloadBytes);
@@ -286,8 +291,9 @@ export class FecEncoder {
     this.#stats.dataPackets++;
     this.#stats.dataBytes += payload.length;
     const tag = { groupId: this.#groupId, index };
+    const groupParity = this.#groupParity;
     const parity = this.#count === this.#dataShards ? this.#close(false) : [];
-    return { tag, parity };
+    return { tag, parity, groupParity };
   }
 
   /** Closes the open group if it is at least `flushAfterMs` old; returns its parity packets. */
@@ -299,9 +305,18 @@ export class FecEncoder {
     return this.#close(true);
   }
 
-  /** Closes the open group now (for example before a FIN); returns its parity packets. */
-  flush(): ParityShard[] {
-    return this.#count === 0 ? [] : this.#close(this.#count < this.#dataShards);
+  /**
+   * Closes the open group now (for example when nothing more is queued); returns its parity
+   * packets, at least `minParity` of them.
+   */
+  flush(minParity = 0): ParityShard[] {
+    if (this.#count === 0) return [];
+    this.#groupParity = Math.max(this.#groupParity, this.#checkParity(minParity));
+    return this.#close(this.#count < this.#dataShards);
+  }
+
+  #checkParity(parity: number): number {
+    return checkInteger(parity, 0, FEC_MAX_SHARDS - this.#dataShards, "minParity");
   }
 
   #close(partial: boolean): ParityShard[] {
@@ -753,8 +768,18 @@ export interface AdaptiveFecPolicyOptions {
   minParity?: number;
   /** Most parity shards (default 4). */
   maxParity?: number;
-  /** Acceptable fraction of data packets FEC cannot repair (default 1e-4). */
+  /**
+   * Acceptable fraction of data packets FEC cannot repair (default 1e-4): the target for sparse
+   * messages ({@linkcode AdaptiveFecPolicy.sparseParityShards}) and the floor for full groups.
+   */
   targetResidualLoss?: number;
+  /**
+   * Share of the losses full groups (bulk data) may leave to retransmission (default 0.25).
+   * Parity beyond the loss rate costs link capacity a bulk transfer needs, while a loss FEC
+   * misses costs it only a retransmission; so full groups get parity near the loss rate
+   * (10+1 at 1–2%, 10+2 at 5%), not the near-lossless level sparse messages get.
+   */
+  retransmitShare?: number;
   /** Packets over which the loss estimate averages (EWMA time constant, default 1000). */
   windowPackets?: number;
   /** Loss rate assumed before any observation (default 0.01). */
@@ -799,6 +824,7 @@ export class AdaptiveFecPolicy {
   readonly #minParity: number;
   readonly #maxParity: number;
   readonly #target: number;
+  readonly #retransmitShare: number;
   readonly #window: number;
   #lossRate: number;
 
@@ -822,6 +848,11 @@ export class AdaptiveFecPolicy {
       throw new RangeError("Invalid targetResidualLoss: expected a number in (0, 1)");
     }
     this.#target = target;
+    const share = options.retransmitShare ?? 0.25;
+    if (!(share >= 0 && share < 1)) {
+      throw new RangeError("Invalid retransmitShare: expected a number in [0, 1)");
+    }
+    this.#retransmitShare = share;
     const window = options.windowPackets ?? 1000;
     if (!(window >= 1) || !Number.isFinite(window)) {
       throw new RangeError("Invalid windowPackets: expected a finite number >= 1");
@@ -854,11 +885,29 @@ export class AdaptiveFecPolicy {
     this.#lossRate = this.#lossRate * keep + (lost / n) * (1 - keep);
   }
 
-  /** Parity shards to use for the next group. */
+  /**
+   * Parity shards for the next full group: the fewest that leave at most `retransmitShare` of
+   * the losses (and at least `targetResidualLoss`) unrepaired.
+   */
   parityShards(): number {
-    for (let p = this.#minParity; p < this.#maxParity; p++) {
-      if (residualLoss(this.#dataShards, p, this.#lossRate) <= this.#target) return p;
+    const target = Math.max(this.#target, this.#retransmitShare * this.#lossRate);
+    return this.#fewestParity(this.#dataShards, target, this.#minParity);
+  }
+
+  /**
+   * Parity shards for a sparse message (a group of one packet closed because nothing more is
+   * queued): at least 1, even on a path that looked clean, so the first loss of a request /
+   * response exchange is repaired at once instead of after a retransmission timeout. Parity is
+   * cheap there: the link is idle.
+   */
+  sparseParityShards(): number {
+    return this.#fewestParity(1, this.#target, Math.max(1, this.#minParity));
+  }
+
+  #fewestParity(dataShards: number, target: number, min: number): number {
+    for (let p = min; p < this.#maxParity; p++) {
+      if (residualLoss(dataShards, p, this.#lossRate) <= target) return p;
     }
-    return this.#maxParity;
+    return Math.max(min, this.#maxParity);
   }
 }

@@ -132,7 +132,11 @@ class FecHooks implements DatagramHooks {
   onSendData(datagram: Uint8Array, packet: Packet, emit: Emit, now: number): void {
     const encoder = this.#encoder;
     if (!encoder) return emit(datagram);
-    const { tag, parity } = encoder.add(now, datagram);
+    // The last queued packet (PSH) may be a sparse message: adaptive mode protects it even
+    // while full groups carry no parity.
+    const sparse = this.#policy !== null && (packet.flags & FLAG.PSH) !== 0;
+    const minParity = sparse ? this.#policy!.sparseParityShards() : 0;
+    const { tag, parity, groupParity } = encoder.add(now, datagram, minParity);
     if (tag === undefined) return emit(datagram);
     emit(encodePacket({
       ...packet,
@@ -141,14 +145,16 @@ class FecHooks implements DatagramHooks {
         group: tag.groupId,
         index: tag.index,
         dataShards: encoder.dataShards,
-        parityShards: encoder.parityShards,
+        parityShards: groupParity,
       },
     }));
     this.#emitParity(parity, emit);
   }
 
   onIdle(_now: number, emit: Emit): void {
-    if (this.#encoder) this.#emitParity(this.#encoder.flush(), emit);
+    // Nothing more queued: close the group now, with sparse-message parity when adaptive.
+    const minParity = this.#policy?.sparseParityShards() ?? 0;
+    if (this.#encoder) this.#emitParity(this.#encoder.flush(minParity), emit);
   }
 
   nextDeadline(): number {

@@ -253,7 +253,11 @@ Deno.test("poll(nextFlushTime()) always flushes, whatever the floating-point tim
 
 Deno.test("parity 0 turns FEC off; setParityShards() applies from the next group", () => {
   const encoder = new FecEncoder({ dataShards: 2, parityShards: 0 });
-  assert.deepEqual(encoder.add(0, new Uint8Array(3)), { tag: undefined, parity: [] });
+  assert.deepEqual(encoder.add(0, new Uint8Array(3)), {
+    tag: undefined,
+    parity: [],
+    groupParity: 0,
+  });
   assert.deepEqual(encoder.flush(), []);
   encoder.setParityShards(1);
   const first = encoder.add(0, new Uint8Array(3));
@@ -265,6 +269,20 @@ Deno.test("parity 0 turns FEC off; setParityShards() applies from the next group
   assert.equal(encoder.add(0, new Uint8Array(3)).parity.length, 4);
   assert.throws(() => encoder.setParityShards(255), RangeError);
   assert.throws(() => encoder.setParityShards(-1), RangeError);
+});
+
+Deno.test("minParity protects a sparse packet while parity is 0; flush(minParity) raises a group's parity", () => {
+  const encoder = new FecEncoder({ dataShards: 10, parityShards: 0 });
+  const sparse = encoder.add(0, new Uint8Array(3), 1);
+  assert.ok(sparse.tag, "a group starts although the parity count is 0");
+  assert.equal(sparse.groupParity, 1);
+  const parity = encoder.flush(2);
+  assert.equal(parity.length, 2);
+  assert.equal(parity[0]!.dataCount, 1);
+  assert.equal(parity[0]!.parityCount, 2);
+  // Without minParity the next packet goes unprotected again.
+  assert.equal(encoder.add(1, new Uint8Array(3)).tag, undefined);
+  assert.throws(() => encoder.add(2, new Uint8Array(3), 300), RangeError);
 });
 
 Deno.test("FecEncoder rejects empty and oversized payloads and bad options", () => {
@@ -473,12 +491,27 @@ Deno.test("AdaptiveFecPolicy: no parity on a clean path, more parity as loss gro
     const policy = new AdaptiveFecPolicy({ initialLossRate: loss });
     return policy.parityShards();
   };
+  // Full groups: parity near the loss rate (a quarter of the losses may be retransmitted).
   assert.equal(parityAt(0), 0);
   assert.equal(parityAt(0.0001), 1);
-  assert.equal(parityAt(0.01), 2);
-  assert.equal(parityAt(0.02), 3);
-  assert.equal(parityAt(0.05), 4);
+  assert.equal(parityAt(0.01), 1);
+  assert.equal(parityAt(0.02), 1);
+  assert.equal(parityAt(0.05), 2);
+  assert.equal(parityAt(0.1), 3);
   assert.equal(parityAt(0.3), 4, "capped at maxParity");
+  // Sparse messages: at least 1, then near-lossless (residual <= 1e-4).
+  const sparseAt = (loss: number) =>
+    new AdaptiveFecPolicy({ initialLossRate: loss }).sparseParityShards();
+  assert.equal(sparseAt(0), 1);
+  assert.equal(sparseAt(0.01), 1);
+  assert.equal(sparseAt(0.02), 2);
+  assert.equal(sparseAt(0.05), 3);
+  assert.equal(sparseAt(0.3), 4);
+  assert.equal(
+    new AdaptiveFecPolicy({ initialLossRate: 0.05, retransmitShare: 0 }).parityShards(),
+    4,
+  );
+  assert.throws(() => new AdaptiveFecPolicy({ retransmitShare: 1 }), RangeError);
   assert.equal(new AdaptiveFecPolicy({ initialLossRate: 0.3, maxParity: 6 }).parityShards(), 6);
   assert.equal(new AdaptiveFecPolicy({ initialLossRate: 0, minParity: 1 }).parityShards(), 1);
 });
@@ -492,7 +525,7 @@ Deno.test("AdaptiveFecPolicy's estimate follows observations over its window", (
   // 5% loss for a while: parity climbs to the cap.
   for (let i = 0; i < 10; i++) policy.observe(950, 50);
   assert.ok(Math.abs(policy.lossRate - 0.05) < 0.002, `${policy.lossRate}`);
-  assert.equal(policy.parityShards(), 4);
+  assert.equal(policy.parityShards(), 2);
   policy.observe(0, 0);
   assert.throws(() => policy.observe(-1, 0), RangeError);
   assert.throws(() => policy.observe(1, Number.NaN), RangeError);
