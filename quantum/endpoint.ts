@@ -216,32 +216,41 @@ class Endpoint implements ConnectionHost {
         if (this.#closed) return;
         throw error;
       }
-      if (!received || this.#closed) return;
-      const [data, from] = received;
-      this.datagramsReceived++;
-      const now = this.clock.now();
-      const result = decodePacket(data);
-      if (!result.ok) {
-        this.drop(result.reason);
-        continue;
+      if (!received) return;
+      // A batching packet connection has more datagrams ready: handle them all in this turn,
+      // so the replies they cause leave together too.
+      while (received && !this.#closed) {
+        this.#handle(received[0], received[1]);
+        received = this.packetConn.tryReceive?.() ?? null;
       }
-      const packet = result.packet;
-      const conn = this.connections.get(packet.connectionId);
-      if (conn) {
-        conn.receive(packet, data, from, now);
-        continue;
-      }
-      const linger = this.#lingering.get(packet.connectionId);
-      if (linger && linger.expires > now) {
-        if (linger.graceful) {
-          if (packet.payload.length > 0 || packet.flags & FLAG.FIN) this.send(linger.reply, from);
-        } else if (!(packet.flags & (FLAG.RST | FLAG.SYN))) {
-          this.send(linger.reply, from);
-        }
-        continue;
-      }
-      this.onDatagram(packet, data, from, now);
+      if (this.#closed) return;
     }
+  }
+
+  #handle(data: Uint8Array, from: Deno.NetAddr): void {
+    this.datagramsReceived++;
+    const now = this.clock.now();
+    const result = decodePacket(data);
+    if (!result.ok) {
+      this.drop(result.reason);
+      return;
+    }
+    const packet = result.packet;
+    const conn = this.connections.get(packet.connectionId);
+    if (conn) {
+      conn.receive(packet, data, from, now);
+      return;
+    }
+    const linger = this.#lingering.get(packet.connectionId);
+    if (linger && linger.expires > now) {
+      if (linger.graceful) {
+        if (packet.payload.length > 0 || packet.flags & FLAG.FIN) this.send(linger.reply, from);
+      } else if (!(packet.flags & (FLAG.RST | FLAG.SYN))) {
+        this.send(linger.reply, from);
+      }
+      return;
+    }
+    this.onDatagram(packet, data, from, now);
   }
 
   #pruneLinger(now: number): void {

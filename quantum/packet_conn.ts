@@ -2,6 +2,14 @@
  * The packet-connection interface Quantum runs over, and its real UDP implementation on
  * `Deno.listenDatagram` (receiving into one reused buffer).
  *
+ * Batched I/O (Linux, `--allow-ffi`; on by default where available): datagrams handed to
+ * `send` during one turn of the event loop leave together in one `sendmmsg(2)`, and each
+ * wake-up of `receive` also drains what else is already queued in the kernel with
+ * `recvmmsg(2)`, handed out by `tryReceive` without further async ops (see `_udp_batch.ts`).
+ * Deno's own async receive stays the wake-up and Deno's async send the fallback when the socket
+ * buffer is full, so order is kept. Without FFI permission, or with `batchedIo: false`, every
+ * datagram is one Deno op as before.
+ *
  * @example
  * ```ts
  * const conn = listenUdp({ hostname: "127.0.0.1", port: 0 });
@@ -12,6 +20,7 @@
  * @module
  */
 import { setReceiveBuffer } from "./_sockopt.ts";
+import { UdpBatch } from "./_udp_batch.ts";
 
 /** A datagram socket: the only I/O Quantum needs. */
 export interface PacketConn {
@@ -22,6 +31,12 @@ export interface PacketConn {
    * call) and the sender, or `null` once the connection is closed.
    */
   receive(buffer: Uint8Array): Promise<[Uint8Array, Deno.NetAddr] | null>;
+  /**
+   * A datagram that is already here, without waiting, or null. Optional: implementations that
+   * receive in batches offer it so a reader can handle a whole batch in one turn. The view is
+   * valid until the next `receive`/`tryReceive` call.
+   */
+  tryReceive?(): [Uint8Array, Deno.NetAddr] | null;
   /** Send one datagram (fire and forget; failures are counted, never thrown). */
   send(data: Uint8Array, addr: Deno.NetAddr): void;
   /** Close; a pending `receive` resolves with `null`. Idempotent. */
@@ -37,6 +52,8 @@ export interface PacketConnStats {
 /** A {@linkcode PacketConn} over a real `Deno.DatagramConn`. */
 export class UdpPacketConn implements PacketConn {
   #socket: Deno.DatagramConn;
+  #batch: UdpBatch | undefined;
+  #flushScheduled = false;
   #closed = false;
   #sending = 0;
   #queue: Array<Uint8Array | Deno.NetAddr> = [];
@@ -44,9 +61,13 @@ export class UdpPacketConn implements PacketConn {
   /** Send failures (e.g. ECONNREFUSED after an ICMP unreachable). */
   sendErrors = 0;
 
-  /** Wrap an open UDP socket (this object closes it). */
-  constructor(socket: Deno.DatagramConn) {
+  /**
+   * Wrap an open UDP socket (this object closes it). With `batchedIo` (default true) it uses
+   * `sendmmsg`/`recvmmsg` when the platform and permissions allow, else Deno's ops.
+   */
+  constructor(socket: Deno.DatagramConn, options: { batchedIo?: boolean } = {}) {
     this.#socket = socket;
+    if (options.batchedIo ?? true) this.#batch = UdpBatch.open(socket);
   }
 
   /** Local address. */
@@ -54,10 +75,23 @@ export class UdpPacketConn implements PacketConn {
     return this.#socket.addr as Deno.NetAddr;
   }
 
+  /** True when sends and receives go through `sendmmsg`/`recvmmsg`. */
+  get batched(): boolean {
+    return this.#batch !== undefined;
+  }
+
+  /** Datagrams dropped because they were larger than a batch slot (batched receive only). */
+  get receiveTruncated(): number {
+    return this.#batch?.receiveTruncated ?? 0;
+  }
+
   async receive(buffer: Uint8Array): Promise<[Uint8Array, Deno.NetAddr] | null> {
+    const ready = this.tryReceive();
+    if (ready) return ready;
     while (!this.#closed) {
       try {
         const [data, addr] = await this.#socket.receive(buffer);
+        this.#batch?.allowRefill(); // a wake-up: drain what else is queued, in one batch
         return [data, addr as Deno.NetAddr];
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) return null;
@@ -70,17 +104,60 @@ export class UdpPacketConn implements PacketConn {
     return null;
   }
 
+  tryReceive(): [Uint8Array, Deno.NetAddr] | null {
+    if (this.#closed || !this.#batch) return null;
+    return this.#batch.next();
+  }
+
   send(data: Uint8Array, addr: Deno.NetAddr): void {
     if (this.#closed) return;
     // One send op at a time, in order: concurrent async sends overtake each other when the
     // socket's send buffer is momentarily full (seen as reordering, i.e. spurious fast
-    // retransmits, even on loopback).
+    // retransmits, even on loopback). While one is running, everything queues behind it.
     if (this.#sending > 0) {
       this.#queue.push(data, addr);
       return;
     }
+    if (this.#batch && this.#addToBatch(data, addr)) return;
+    if (this.#sending > 0) {
+      this.#queue.push(data, addr); // the batch flush fell back to async sends
+      return;
+    }
     this.#sending = 1;
     this.#pump(data, addr);
+  }
+
+  /** Queue for the next `sendmmsg`; false when the datagram must take the async path. */
+  #addToBatch(data: Uint8Array, addr: Deno.NetAddr): boolean {
+    const batch = this.#batch!;
+    if (!batch.add(data, addr)) {
+      // Batch full, datagram too large or a host name: what is batched leaves first.
+      this.#flushBatch();
+      if (this.#sending > 0 || !batch.add(data, addr)) return false;
+    }
+    // Everything sent during this turn of the event loop leaves in one sendmmsg.
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+    return true;
+  }
+
+  #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.#flushBatch();
+  };
+
+  /** One `sendmmsg`; what the full socket buffer refuses goes to the async path, in order. */
+  #flushBatch(): void {
+    if (!this.#batch || this.#batch.pending === 0) return;
+    const { errors, unsent } = this.#batch.flush();
+    this.sendErrors += errors;
+    const first = unsent[0];
+    if (!first) return;
+    for (let i = 1; i < unsent.length; i++) this.#queue.push(unsent[i]![0], unsent[i]![1]);
+    this.#sending = 1;
+    this.#pump(first[0], first[1]);
   }
 
   async #pump(data: Uint8Array, addr: Deno.NetAddr): Promise<void> {
@@ -105,12 +182,15 @@ export class UdpPacketConn implements PacketConn {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#flushBatch();
     if (this.#sending === 0) this.#closeSocket();
   }
 
   #closeSocket(): void {
     if (this.#socketClosed) return;
     this.#socketClosed = true;
+    // The fd number may be reused once the socket closes: stop using it first.
+    this.#batch?.close();
     try {
       this.#socket.close();
     } catch (error) {
@@ -121,7 +201,13 @@ export class UdpPacketConn implements PacketConn {
 
 /** Bind a UDP socket and wrap it in a {@linkcode UdpPacketConn}. */
 export function listenUdp(
-  options: { hostname?: string; port?: number; receiveBufferBytes?: number } = {},
+  options: {
+    hostname?: string;
+    port?: number;
+    receiveBufferBytes?: number;
+    /** Batched `sendmmsg`/`recvmmsg` when available (default true); false: Deno's ops only. */
+    batchedIo?: boolean;
+  } = {},
 ): UdpPacketConn {
   const socket = Deno.listenDatagram({
     hostname: options.hostname ?? "0.0.0.0",
@@ -136,5 +222,5 @@ export function listenUdp(
       throw error;
     }
   }
-  return new UdpPacketConn(socket);
+  return new UdpPacketConn(socket, { batchedIo: options.batchedIo ?? true });
 }

@@ -1,0 +1,476 @@
+/**
+ * Batched UDP I/O for {@linkcode UdpPacketConn}: Linux `sendmmsg(2)` / `recvmmsg(2)` on the fd
+ * of a Deno UDP socket, called synchronously through `Deno.dlopen` (needs `--allow-ffi` and read
+ * access to `/proc/self/fd`). Deno's `DatagramConn` costs one async op and one syscall per
+ * datagram; this moves up to {@linkcode BATCH_SLOTS} datagrams per syscall.
+ *
+ * Deno does not expose socket fds: the fd is the only UDP socket in `/proc/self/fd` whose
+ * `getsockname` equals the Deno socket's address. All `mmsghdr`/`iovec`/`sockaddr` arrays and
+ * the datagram slots live in one preallocated buffer per direction, so sending or receiving
+ * allocates nothing per datagram. Every call passes `MSG_DONTWAIT`: the fd stays owned by
+ * Deno's event loop (tokio), which still does the waiting.
+ *
+ * Datagrams larger than {@linkcode SLOT_BYTES} are not batched on send (the caller falls back to
+ * Deno's send) and are dropped and counted if one arrives through {@linkcode UdpBatch.next}.
+ * @module
+ */
+
+/** Datagrams per `sendmmsg` / `recvmmsg` call. */
+export const BATCH_SLOTS = 64;
+/** Largest datagram a slot holds (Quantum sends at most 1232 bytes). */
+export const SLOT_BYTES = 2048;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOL_SOCKET = 1;
+const SO_TYPE = 3;
+const SOCK_DGRAM = 2;
+const MSG_DONTWAIT = 0x40;
+const MSG_TRUNC = 0x20;
+const EINTR = 4;
+const EAGAIN = 11;
+
+// x86_64 / aarch64 Linux (LP64): struct mmsghdr = msghdr (56 bytes) + msg_len (u32) + padding.
+const MMSGHDR_BYTES = 64;
+const MSG_NAME = 0;
+const MSG_NAMELEN = 8;
+const MSG_IOV = 16;
+const MSG_IOVLEN = 24;
+const MSG_FLAGS = 48;
+const MSG_LEN = 56;
+const IOVEC_BYTES = 16;
+/** Room for a sockaddr_in6 (28 bytes), rounded up. */
+const SOCKADDR_BYTES = 32;
+const SOCKADDR_IN_BYTES = 16;
+const SOCKADDR_IN6_BYTES = 28;
+
+const LIBC_SYMBOLS = {
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>;
+
+/**
+ * True when batched I/O can work here: Linux on x86_64/aarch64, FFI permitted and
+ * `/proc/self/fd` readable. Never prompts.
+ */
+export function batchedIoSupported(): boolean {
+  if (Deno.build.os !== "linux") return false;
+  if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") return false;
+  try {
+    return Deno.permissions.querySync({ name: "ffi" }).state === "granted" &&
+      Deno.permissions.querySync({ name: "read", path: "/proc/self/fd" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Sends that `flush` could not complete without blocking, in order. */
+export type Unsent = Array<[Uint8Array, Deno.NetAddr]>;
+
+/** One socket's batched send queue and receive ring (see the module doc). */
+export class UdpBatch {
+  readonly #lib: Libc;
+  readonly #fd: number;
+  readonly #errno: Deno.UnsafePointerView;
+  readonly #send: MessageArray;
+  readonly #sendData: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS);
+  readonly #sendAddr: Array<Deno.NetAddr | undefined> = new Array(BATCH_SLOTS);
+  #sendCount = 0;
+  #recv: MessageArray | undefined;
+  #recvCount = 0;
+  #recvNext = 0;
+  #refillAllowed = false;
+  readonly #sendNames = new SockaddrEncoder();
+  readonly #recvNames = new SockaddrDecoder();
+  #closed = false;
+  /** Datagrams that arrived larger than a slot (their tail was cut off) and were dropped. */
+  receiveTruncated = 0;
+
+  /**
+   * Batched I/O for `socket`, or undefined when unsupported or its fd cannot be identified
+   * unambiguously. The caller closes the batch before the socket.
+   */
+  static open(socket: Deno.DatagramConn): UdpBatch | undefined {
+    if (!batchedIoSupported()) return undefined;
+    let lib: Libc;
+    try {
+      lib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+    } catch {
+      return undefined;
+    }
+    try {
+      const fd = findUdpFd(lib, socket.addr as Deno.NetAddr);
+      const errno = lib.symbols.__errno_location();
+      if (fd !== undefined && errno !== null) return new UdpBatch(lib, fd, errno);
+    } catch {
+      // fall through: no batching
+    }
+    lib.close();
+    return undefined;
+  }
+
+  private constructor(lib: Libc, fd: number, errno: Deno.PointerObject) {
+    this.#lib = lib;
+    this.#fd = fd;
+    this.#errno = new Deno.UnsafePointerView(errno);
+    this.#send = new MessageArray();
+  }
+
+  /** Datagrams queued for the next {@linkcode flush}. */
+  get pending(): number {
+    return this.#sendCount;
+  }
+
+  /**
+   * Queue a copy of `data` for `addr`. Returns false (nothing queued) when the batch is full,
+   * `data` does not fit a slot or `addr` is not a literal IPv4/IPv6 address.
+   */
+  add(data: Uint8Array, addr: Deno.NetAddr): boolean {
+    const i = this.#sendCount;
+    if (i >= BATCH_SLOTS || data.length > SLOT_BYTES || this.#closed) return false;
+    const m = this.#send;
+    const nameLength = this.#sendNames.encode(addr, m.bytes, m.nameOffset(i));
+    if (nameLength === 0) return false;
+    m.bytes.set(data, m.slotOffset(i));
+    m.view.setUint32(m.headerOffset(i) + MSG_NAMELEN, nameLength, true);
+    m.view.setBigUint64(m.iovecOffset(i) + 8, BigInt(data.length), true);
+    this.#sendData[i] = data;
+    this.#sendAddr[i] = addr;
+    this.#sendCount = i + 1;
+    return true;
+  }
+
+  /**
+   * Send everything queued with `sendmmsg`. Datagrams the kernel refuses individually (e.g.
+   * unreachable address) count as errors and are skipped, like a failed `send`; when the
+   * socket buffer is full the rest comes back as `unsent`, in order.
+   */
+  flush(): { errors: number; unsent: Unsent } {
+    const count = this.#sendCount;
+    let errors = 0;
+    let unsent: Unsent = NONE;
+    let i = 0;
+    while (i < count) {
+      const offset = this.#send.headerOffset(i);
+      const headers = i === 0 ? this.#send.bytes : this.#send.bytes.subarray(offset);
+      const sent = this.#lib.symbols.sendmmsg(this.#fd, headers, count - i, MSG_DONTWAIT);
+      if (sent > 0) {
+        i += sent;
+        continue;
+      }
+      const errno = this.#errno.getInt32();
+      if (errno === EINTR) continue;
+      if (errno === EAGAIN) {
+        unsent = [];
+        for (; i < count; i++) unsent.push([this.#sendData[i]!, this.#sendAddr[i]!]);
+        break;
+      }
+      errors++; // the error belongs to datagram i
+      i++;
+    }
+    this.#sendData.fill(undefined, 0, count);
+    this.#sendAddr.fill(undefined, 0, count);
+    this.#sendCount = 0;
+    return { errors, unsent };
+  }
+
+  /** Let the next {@linkcode next} on an empty ring call `recvmmsg` once more. */
+  allowRefill(): void {
+    this.#refillAllowed = true;
+  }
+
+  /**
+   * The next datagram already waiting in the kernel, without blocking: from the ring, which is
+   * refilled with one `recvmmsg` when empty, once per {@linkcode allowRefill} (so a reader that
+   * loops on `next` still yields to the event loop every {@linkcode BATCH_SLOTS} datagrams).
+   * The view is valid until the next call. Null when nothing is waiting (or after `close`).
+   */
+  next(): [Uint8Array, Deno.NetAddr] | null {
+    while (!this.#closed) {
+      if (this.#recvNext >= this.#recvCount && !this.#refill()) return null;
+      const m = this.#recv!;
+      const i = this.#recvNext++;
+      const header = m.headerOffset(i);
+      if (m.view.getInt32(header + MSG_FLAGS, true) & MSG_TRUNC) {
+        this.receiveTruncated++;
+        continue;
+      }
+      const length = m.view.getUint32(header + MSG_LEN, true);
+      const from = this.#recvNames.decode(m.bytes, m.nameOffset(i));
+      if (!from) continue; // not an IP address: cannot come from a UDP/IP socket
+      const start = m.slotOffset(i);
+      return [m.bytes.subarray(start, start + length), from];
+    }
+    return null;
+  }
+
+  #refill(): boolean {
+    if (!this.#refillAllowed) return false;
+    this.#refillAllowed = false;
+    this.#recvCount = 0;
+    this.#recvNext = 0;
+    const m = this.#recv ??= new MessageArray();
+    for (let i = 0; i < BATCH_SLOTS; i++) {
+      m.view.setUint32(m.headerOffset(i) + MSG_NAMELEN, SOCKADDR_BYTES, true);
+    }
+    while (true) {
+      const n = this.#lib.symbols.recvmmsg(this.#fd, m.bytes, BATCH_SLOTS, MSG_DONTWAIT, null);
+      if (n > 0) {
+        this.#recvCount = n;
+        return true;
+      }
+      // EAGAIN: empty. ECONNREFUSED and the like (an ICMP error queued on the socket) are
+      // consumed by this call and skipped, as the Deno receive path does.
+      if (n < 0 && this.#errno.getInt32() === EINTR) continue;
+      return false;
+    }
+  }
+
+  /** Stop using the fd (before the socket closes; the fd number may be reused after). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#sendData.fill(undefined);
+    this.#sendAddr.fill(undefined);
+    this.#sendCount = 0;
+    this.#lib.close();
+  }
+}
+
+const NONE: Unsent = [];
+
+/**
+ * `BATCH_SLOTS` mmsghdrs, each with one iovec over its own slot and its own sockaddr, laid out
+ * once in one buffer whose backing store never moves.
+ */
+class MessageArray {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly #iovecs = BATCH_SLOTS * MMSGHDR_BYTES;
+  readonly #names = this.#iovecs + BATCH_SLOTS * IOVEC_BYTES;
+  readonly #slots = this.#names + BATCH_SLOTS * SOCKADDR_BYTES;
+
+  constructor() {
+    this.bytes = new Uint8Array(this.#slots + BATCH_SLOTS * SLOT_BYTES);
+    this.view = new DataView(this.bytes.buffer);
+    const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.bytes)));
+    for (let i = 0; i < BATCH_SLOTS; i++) {
+      const header = this.headerOffset(i);
+      const iovec = this.iovecOffset(i);
+      this.view.setBigUint64(header + MSG_NAME, base + BigInt(this.nameOffset(i)), true);
+      this.view.setUint32(header + MSG_NAMELEN, SOCKADDR_BYTES, true);
+      this.view.setBigUint64(header + MSG_IOV, base + BigInt(iovec), true);
+      this.view.setBigUint64(header + MSG_IOVLEN, 1n, true);
+      this.view.setBigUint64(iovec, base + BigInt(this.slotOffset(i)), true);
+      this.view.setBigUint64(iovec + 8, BigInt(SLOT_BYTES), true);
+    }
+  }
+
+  headerOffset(i: number): number {
+    return i * MMSGHDR_BYTES;
+  }
+
+  iovecOffset(i: number): number {
+    return this.#iovecs + i * IOVEC_BYTES;
+  }
+
+  nameOffset(i: number): number {
+    return this.#names + i * SOCKADDR_BYTES;
+  }
+
+  slotOffset(i: number): number {
+    return this.#slots + i * SLOT_BYTES;
+  }
+}
+
+/** Writes `sockaddr_in`/`sockaddr_in6` for literal addresses, parsing each host name once. */
+class SockaddrEncoder {
+  readonly #cache = new Map<string, Uint8Array>();
+
+  /** Bytes written at `offset` (16 or 28), or 0 when `addr` is not a literal IP address. */
+  encode(addr: Deno.NetAddr, out: Uint8Array, offset: number): number {
+    let ip = this.#cache.get(addr.hostname);
+    if (ip === undefined) {
+      ip = parseIpv4(addr.hostname) ?? parseIpv6(addr.hostname) ?? EMPTY;
+      if (this.#cache.size >= 1024) this.#cache.clear();
+      this.#cache.set(addr.hostname, ip);
+    }
+    if (ip.length === 0 || !Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) {
+      return 0;
+    }
+    out.fill(0, offset, offset + SOCKADDR_BYTES);
+    out[offset + 2] = addr.port >> 8;
+    out[offset + 3] = addr.port & 0xff;
+    if (ip.length === 4) {
+      out[offset] = AF_INET;
+      out.set(ip, offset + 4);
+      return SOCKADDR_IN_BYTES;
+    }
+    out[offset] = AF_INET6;
+    out.set(ip, offset + 8);
+    return SOCKADDR_IN6_BYTES;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Turns received sockaddrs into `Deno.NetAddr`s spelled exactly like Deno's own receive (Rust's
+ * `IpAddr` display), reusing one object per peer: a listener sees few peers, many times.
+ */
+class SockaddrDecoder {
+  readonly #cache = new Map<string, Deno.NetAddr>();
+  #lastKey = "";
+  #lastAddr: Deno.NetAddr | undefined;
+
+  decode(bytes: Uint8Array, offset: number): Deno.NetAddr | undefined {
+    const family = bytes[offset]! | (bytes[offset + 1]! << 8);
+    const addrLength = family === AF_INET ? 4 : family === AF_INET6 ? 16 : 0;
+    if (addrLength === 0) return undefined;
+    const addrStart = offset + (family === AF_INET ? 4 : 8);
+    let key = family === AF_INET ? "4" : "6";
+    key += String.fromCharCode(bytes[offset + 2]!, bytes[offset + 3]!);
+    for (let i = 0; i < addrLength; i++) key += String.fromCharCode(bytes[addrStart + i]!);
+    if (key === this.#lastKey) return this.#lastAddr;
+    let addr = this.#cache.get(key);
+    if (!addr) {
+      const ip = bytes.subarray(addrStart, addrStart + addrLength);
+      addr = Object.freeze({
+        transport: "udp" as const,
+        hostname: ip.length === 4 ? formatIpv4(ip) : formatIpv6(ip),
+        port: (bytes[offset + 2]! << 8) | bytes[offset + 3]!,
+      });
+      if (this.#cache.size >= 1024) this.#cache.clear();
+      this.#cache.set(key, addr);
+    }
+    this.#lastKey = key;
+    this.#lastAddr = addr;
+    return addr;
+  }
+}
+
+/** The 4 bytes of a dotted-quad IPv4 address, or undefined. */
+export function parseIpv4(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const part = parts[i]!;
+    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) return undefined;
+    out[i] = Number(part);
+  }
+  return out;
+}
+
+/**
+ * The 16 bytes of an IPv6 address ("::" compression and a dotted-quad tail allowed), or
+ * undefined (also for a zone such as "fe80::1%eth0": the scope id is not carried).
+ */
+export function parseIpv6(text: string): Uint8Array | undefined {
+  if (!text.includes(":") || text.includes("%")) return undefined;
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const words: number[][] = [];
+  for (const half of halves) {
+    const groups = half === "" ? [] : half.split(":");
+    const out: number[] = [];
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]!;
+      if (g === groups.length - 1 && group.includes(".") && half === halves.at(-1)) {
+        const v4 = parseIpv4(group);
+        if (!v4) return undefined;
+        out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(group)) {
+        out.push(parseInt(group, 16));
+      } else {
+        return undefined;
+      }
+    }
+    words.push(out);
+  }
+  const head = words[0]!;
+  const tail = words[1] ?? [];
+  const zeros = 8 - head.length - tail.length;
+  if (halves.length === 1 ? zeros !== 0 : zeros < 1) return undefined;
+  const all = [...head, ...new Array<number>(halves.length === 1 ? 0 : zeros).fill(0), ...tail];
+  const bytes = new Uint8Array(16);
+  all.forEach((word, i) => {
+    bytes[2 * i] = word >> 8;
+    bytes[2 * i + 1] = word & 0xff;
+  });
+  return bytes;
+}
+
+function formatIpv4(b: Uint8Array): string {
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+/** RFC 5952 text, as Rust prints it: IPv4-mapped as "::ffff:a.b.c.d", longest zero run "::". */
+export function formatIpv6(b: Uint8Array): string {
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((b[i]! << 8) | b[i + 1]!);
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return `::ffff:${formatIpv4(b.subarray(12))}`;
+  }
+  let bestStart = -1;
+  let bestLength = 1; // a single zero word is not compressed
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLength))}`;
+}
+
+/**
+ * The fd of the one UDP socket of this process bound to `addr`, or undefined when there is
+ * none or more than one (e.g. SO_REUSEPORT): batching the wrong fd must never happen.
+ */
+function findUdpFd(lib: Libc, addr: Deno.NetAddr): number | undefined {
+  const expected = new Uint8Array(SOCKADDR_BYTES);
+  const expectedLength = new SockaddrEncoder().encode(addr, expected, 0);
+  if (expectedLength === 0) return undefined;
+  const name = new Uint8Array(SOCKADDR_BYTES);
+  const nameLength = new Uint32Array(1);
+  const type = new Int32Array(1);
+  const typeLength = new Uint32Array(1);
+  let found: number | undefined;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    if (!Number.isInteger(fd)) continue;
+    nameLength[0] = SOCKADDR_BYTES;
+    if (lib.symbols.getsockname(fd, name, nameLength) !== 0) continue; // not a socket
+    if (nameLength[0] !== expectedLength || !sameSockaddr(name, expected)) continue;
+    typeLength[0] = 4;
+    if (lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, type, typeLength) !== 0) continue;
+    if (type[0] !== SOCK_DGRAM) continue;
+    if (found !== undefined) return undefined;
+    found = fd;
+  }
+  return found;
+}
+
+/** Family, port and address equal (flow info and scope id ignored). */
+function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {
+  const end = a[0] === AF_INET ? 8 : 24;
+  for (let i = 0; i < end; i++) {
+    if (i >= 4 && i < 8 && a[0] === AF_INET6) continue; // sin6_flowinfo
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}
