@@ -49,6 +49,8 @@ export interface FecHookStats {
   sending: boolean;
   /** Parity packets per group used for new groups now. */
   parityShards: number;
+  /** Parity packets the last sparse message got (adaptive; fixed FEC uses `parityShards`). */
+  sparseParityShards: number;
   /** Data packets put into groups. */
   dataPackets: number;
   /** Parity packets sent. */
@@ -98,6 +100,10 @@ class FecHooks implements DatagramHooks {
   readonly #connectionId: string;
   readonly #encoder: FecEncoder | null = null;
   readonly #policy: AdaptiveFecPolicy | null = null;
+  /** Loss our decoder sees on the way in: a hint for sparse parity on a symmetric path. */
+  readonly #incoming: AdaptiveFecPolicy | null = null;
+  #incomingSeen = { accepted: 0, missing: 0 };
+  #lastSparseParity = 0;
   readonly #flushAfterMs: number;
   #decoder: FecDecoder | null = null;
   #lastReport = -1;
@@ -120,6 +126,11 @@ class FecHooks implements DatagramHooks {
         maxParity: options.parityShards ?? 4,
         initialLossRate: 0,
       });
+      this.#incoming = new AdaptiveFecPolicy({
+        dataShards,
+        maxParity: options.parityShards ?? 4,
+        initialLossRate: 0,
+      });
     }
     this.#encoder = new FecEncoder({
       dataShards,
@@ -134,8 +145,8 @@ class FecHooks implements DatagramHooks {
     if (!encoder) return emit(datagram);
     // The last queued packet (PSH) may be a sparse message: adaptive mode protects it even
     // while full groups carry no parity.
-    const sparse = this.#policy !== null && (packet.flags & FLAG.PSH) !== 0;
-    const minParity = sparse ? this.#policy!.sparseParityShards() : 0;
+    const sparse = (packet.flags & FLAG.PSH) !== 0;
+    const minParity = sparse ? this.#sparseParity() : 0;
     const { tag, parity, groupParity } = encoder.add(now, datagram, minParity);
     if (tag === undefined) return emit(datagram);
     emit(encodePacket({
@@ -153,8 +164,7 @@ class FecHooks implements DatagramHooks {
 
   onIdle(_now: number, emit: Emit): void {
     // Nothing more queued: close the group now, with sparse-message parity when adaptive.
-    const minParity = this.#policy?.sparseParityShards() ?? 0;
-    if (this.#encoder) this.#emitParity(this.#encoder.flush(minParity), emit);
+    if (this.#encoder) this.#emitParity(this.#encoder.flush(this.#sparseParity()), emit);
   }
 
   nextDeadline(): number {
@@ -224,6 +234,7 @@ class FecHooks implements DatagramHooks {
     return {
       sending: this.#encoder !== null,
       parityShards: this.#encoder?.parityShards ?? 0,
+      sparseParityShards: this.#policy ? this.#lastSparseParity : this.#encoder?.parityShards ?? 0,
       dataPackets: e?.dataPackets ?? 0,
       parityPackets: e?.parityPackets ?? 0,
       dataBytes: e?.dataBytes ?? 0,
@@ -260,6 +271,26 @@ class FecHooks implements DatagramHooks {
     this.#peerAccepted = accepted;
     this.#peerMissing = missing;
     this.#adapt();
+  }
+
+  /**
+   * Parity for a sparse message (adaptive only): from the peer's loss reports, or from the
+   * loss our own decoder sees on the way in when that is worse. Request/response traffic
+   * rarely sends the pure ACKs that carry reports, and a lossy path is usually lossy both ways.
+   */
+  #sparseParity(): number {
+    const policy = this.#policy;
+    const incoming = this.#incoming;
+    if (!policy || !incoming) return 0;
+    const d = this.#decoder?.stats();
+    if (d) {
+      const accepted = d.shardsAccepted - this.#incomingSeen.accepted;
+      const missing = d.shardsMissing - this.#incomingSeen.missing;
+      if (accepted + missing > 0) incoming.observe(accepted, missing);
+      this.#incomingSeen = { accepted: d.shardsAccepted, missing: d.shardsMissing };
+    }
+    this.#lastSparseParity = Math.max(policy.sparseParityShards(), incoming.sparseParityShards());
+    return this.#lastSparseParity;
   }
 
   #adapt(): void {

@@ -146,6 +146,33 @@ Deno.test("adaptive FEC protects the first loss of sparse messages on a path tha
   await Promise.all([conn.close(), server.close()]);
 });
 
+Deno.test("adaptive FEC raises sparse-message parity from the loss its own decoder sees on a lossy path", async () => {
+  await using harness = simHarness({ delayMs: 10, loss: 0.05, seed: 3 });
+  const listener = harness.listen({ fec: { adaptive: true } });
+  const accepted = listener.accept();
+  const conn = await harness.dial(listener, { fec: { adaptive: true } });
+  const server = (await accepted)!;
+  const serverMessages = messageChannel(server);
+  const clientMessages = messageChannel(conn);
+  const echo = (async () => {
+    for (let m = await serverMessages.receive(); m; m = await serverMessages.receive()) {
+      await serverMessages.send(m);
+    }
+  })();
+  for (let i = 0; i < 1000; i++) {
+    await clientMessages.send(new Uint8Array(200).fill(i & 0xff));
+    assert.equal((await clientMessages.receive())?.length, 200);
+  }
+  const fec = conn.stats().fec!;
+  assert.equal(fec.parityShards, 0, "no full groups: no bulk parity");
+  assert.ok(fec.shardsMissing > 0, "the client's decoder saw the echoes' losses");
+  assert.ok(fec.sparseParityShards >= 2, `sparse parity ${fec.sparseParityShards} at 5% loss`);
+  await clientMessages.close();
+  await echo;
+  await serverMessages.close();
+  await Promise.all([conn.close(), server.close()]);
+});
+
 Deno.test("FEC transfer over real UDP through the relay at 5% loss arrives byte-exact", async () => {
   await using harness = udpHarness({ loss: 0.05, seed: 21 });
   const result = await transfer(harness, DATA.subarray(0, 1 << 20), { dial: { fec: {} } });
