@@ -48,6 +48,8 @@ export interface RelayStats {
   clients: number;
   /** Rebinds done. */
   rebinds: number;
+  /** Datagrams waiting in the delay line or the send queues (0 when the relay is drained). */
+  pending: number;
 }
 
 /** A running relay. */
@@ -141,8 +143,10 @@ export function startRelay(options: RelayOptions): Relay {
 
   // One send op per socket at a time, in order (concurrent async sends can overtake each other).
   const sendQueues = new WeakMap<Deno.DatagramConn, Array<[Uint8Array, Deno.NetAddr]>>();
+  let pendingSends = 0;
 
   function safeSend(socket: Deno.DatagramConn, bytes: Uint8Array, to: Deno.NetAddr): void {
+    pendingSends++;
     const queue = sendQueues.get(socket);
     if (queue) {
       queue.push([bytes, to]);
@@ -158,7 +162,9 @@ export function startRelay(options: RelayOptions): Relay {
         } catch {
           // socket closed or ICMP error: a lost datagram
         }
+        pendingSends--;
       }
+      pendingSends -= fresh.length; // dropped at close
       sendQueues.delete(socket);
     })();
   }
@@ -246,6 +252,7 @@ export function startRelay(options: RelayOptions): Relay {
         downstream: { ...down.stats },
         clients: clients.size,
         rebinds,
+        pending: line.length + pendingSends,
       };
     },
     close,

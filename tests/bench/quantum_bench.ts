@@ -8,7 +8,7 @@
  * - messages: 200-byte request/response at 500/s for `--msg-seconds`, round trip p50/p99/max.
  *
  * Paths: direct on loopback, and through the impairment relay (`quantum/relay.ts`, its own
- * process, rate-capped at 50 Mbit/s so it is not the bottleneck) at loss 0/1/5% with one-way
+ * process, rate-capped at 50 Mbit/s with a 1 MiB queue) at loss 0/1/5% with one-way
  * delay 0 and 10 ms. TCP cannot pass the UDP relay (netem is unavailable), so it has the direct
  * row only. The server and the relay run in separate processes; the client runs here. Kernel
  * drops (`/proc/net/udp`) on every socket of the three processes are reported per cell; a cell
@@ -21,7 +21,7 @@
  * Then: heap per idle Quantum connection, and 1,000 idle connections on one listener.
  *
  * Options: `--bulk-seconds 3 --msg-seconds 1.5 --only quantum,quic --paths direct,1%/10ms`
- * `--json out.json`. The QUIC certificate is generated at start with `openssl` (self-signed,
+ * `--workloads bulk,msg --no-idle --json out.json`. The QUIC certificate is generated at start with `openssl` (self-signed,
  * not a CA, SAN localhost/127.0.0.1) into a temp dir.
  * @module
  */
@@ -42,6 +42,13 @@ const BULK_BYTES = 16 << 20;
 const MSG_SIZE = 200;
 const MSG_RATE = 500;
 const RELAY_RATE = 50_000_000 / 8;
+/**
+ * The relay's queue in front of the 50 Mbit/s link: 1 MiB, about netem's default limit of 1,000
+ * packets (168 ms at the cap). A shallower queue tail-drops BBR's STARTUP overshoot (the old
+ * 256 KiB dropped up to 10k datagrams of QUIC-BBR's bulk run), which adds congestion loss to
+ * the configured random loss and makes the lossy cells measure something else.
+ */
+const RELAY_QUEUE_BYTES = 1 << 20;
 /** SO_RCVBUF for Quantum's sockets (REFERENCES.md: 4 MB removes kernel drops at 100k pkt/s). */
 const RCVBUF = 4 << 20;
 const encoder = new TextEncoder();
@@ -273,7 +280,13 @@ async function relayRole(loss: number, delayMs: number, targets: number[]): Prom
   const relays: Relay[] = targets.map((port, i) =>
     startRelay({
       target: { hostname: "127.0.0.1", port },
-      impairments: { loss, delayMs, bandwidthBytesPerSec: RELAY_RATE, seed: 100 + i },
+      impairments: {
+        loss,
+        delayMs,
+        bandwidthBytesPerSec: RELAY_RATE,
+        queueBytes: RELAY_QUEUE_BYTES,
+        seed: 100 + i,
+      },
       receiveBufferBytes: RCVBUF,
     })
   );
@@ -466,8 +479,9 @@ async function runBulk(
   };
   if (stats) {
     result.retransmits = stats.retransmits;
-    if (stats.fec && stats.fec.dataBytes > 0) {
-      result.fecOverhead = stats.fec.parityBytes / stats.fec.dataBytes;
+    // Parity against all data bytes sent (adaptive FEC protects only some packets).
+    if (stats.fec && stats.fec.dataBytes > 0 && stats.bytesSent > 0) {
+      result.fecOverhead = stats.fec.parityBytes / stats.bytesSent;
     }
   }
   return result;
@@ -548,6 +562,16 @@ async function runMessages(
 }
 
 // ------------------------------------------------------------------ main
+
+/** Waits (at most 3 s) until the relay holds no datagrams. */
+async function relayDrained(relay: Child): Promise<void> {
+  const deadline = performance.now() + 3000;
+  while (performance.now() < deadline) {
+    const stats = await relay.request<Array<{ pending: number }>>("stats");
+    if (stats.every((s) => s.pending === 0)) return;
+    await sleep(5);
+  }
+}
 
 interface Cell {
   path: string;
@@ -637,6 +661,7 @@ async function main(): Promise<void> {
   const only = arg("only", "").split(",").filter(Boolean);
   const kinds = KINDS.filter((k) => only.length === 0 || only.some((o) => k.startsWith(o)));
   const pathFilter = arg("paths", "").split(",").filter(Boolean);
+  const workloads = arg("workloads", "bulk,msg").split(",");
   const paths = PATHS.filter((p) => pathFilter.length === 0 || pathFilter.includes(p.name));
   const started = performance.now();
   const { certFile, keyFile, cert, dir } = await makeCert();
@@ -671,8 +696,13 @@ async function main(): Promise<void> {
         : null;
       const drops0 = await udpDrops(pids);
       try {
-        cell.bulk = await runBulk(kind, port, cert, server, bulkSeconds);
-        cell.msg = await runMessages(kind, port, cert, msgSeconds);
+        if (workloads.includes("bulk")) {
+          cell.bulk = await runBulk(kind, port, cert, server, bulkSeconds);
+        }
+        // A capped bulk run leaves up to a queue's worth of datagrams in the relay: let them
+        // drain, or the first messages wait behind them.
+        if (relay) await relayDrained(relay);
+        if (workloads.includes("msg")) cell.msg = await runMessages(kind, port, cert, msgSeconds);
       } catch (error) {
         cell.error = String(error);
       }
@@ -688,7 +718,9 @@ async function main(): Promise<void> {
           cell.bulk?.capped ? "*" : ""
         } msg p50/p99/max ${fmt(cell.msg?.p50, 2)}/${fmt(cell.msg?.p99, 2)}/${
           fmt(cell.msg?.max, 2)
-        } ms lost ${cell.msg?.lost ?? "-"} drops ${cell.drops}${
+        } ms lost ${cell.msg?.lost ?? "-"} drops ${cell.drops} relay q ${
+          cell.relayQueueDrops ?? "-"
+        } rtx ${cell.bulk?.retransmits ?? "-"} fec ${fmt((cell.bulk?.fecOverhead ?? NaN) * 100)}%${
           cell.error ? " " + cell.error : ""
         }`,
       );
@@ -697,7 +729,7 @@ async function main(): Promise<void> {
   }
   await server.close();
   await Deno.remove(dir, { recursive: true });
-  const idle = await idleSection(1000);
+  const idle = Deno.args.includes("--no-idle") ? [] : await idleSection(1000);
   const elapsed = (performance.now() - started) / 1000;
 
   const lines: string[] = [];
@@ -707,7 +739,9 @@ async function main(): Promise<void> {
       cpu ?? "?"
     }, ${navigator.hardwareConcurrency} cores), Deno ${Deno.version.deno}; ${
       elapsed.toFixed(0)
-    } s. Bulk: 16 MiB client → server, capped at ${bulkSeconds} s (\`*\` = capped: goodput of what arrived). Messages: ${MSG_SIZE} B request/response at ${MSG_RATE}/s for ${msgSeconds} s. Relay rate cap 50 Mbit/s. \`!\` = kernel UDP drops on our sockets during the cell (invalid cell).`,
+    } s. Bulk: 16 MiB client → server, capped at ${bulkSeconds} s (\`*\` = capped: goodput of what arrived). Messages: ${MSG_SIZE} B request/response at ${MSG_RATE}/s for ${msgSeconds} s. Relay rate cap 50 Mbit/s, queue ${
+      RELAY_QUEUE_BYTES >> 10
+    } KiB; messages start once the relay is drained. \`!\` = kernel UDP drops on our sockets during the cell (invalid cell).`,
     "",
   );
   const header = `| path | ${kinds.map((k) => LABEL[k]).join(" | ")} |`;
