@@ -5,7 +5,10 @@
  * Layout under a prefix (default `["statesync"]`), every value the UTF-8 bytes of JSON:
  * - `head/<doc>`: the document's attributes (written only when they change)
  * - `ver/<doc>`: its version and update time; its versionstamp is the optimistic check
- * - `op/<doc>/<version>`: one operation
+ * - `op/<doc>/<version>`: the ops of one commit from that version on (a JSON array, split
+ *   to fit a value; a single op object in stores written before ops were packed). One key
+ *   per document and commit instead of one per op keeps the SQLite pages a commit touches
+ *   few: that, not the bytes, is what a commit costs.
  * - `dedupe/<doc>/<session>/<clientOpId>`: the resend de-duplication entry
  * - `conflict/<doc>/<id>` (+ `conflict_chunk/<doc>/<id>/<i>` when large)
  * - `snap/<doc>/<version>` (+ `snap_chunk/<doc>/<version>/<i>`)
@@ -162,7 +165,8 @@ interface StoredOp {
   o: OperationRecord["op"];
 }
 
-function encodeOp(op: OperationRecord): Uint8Array {
+/** JSON text of the stored form of an op. */
+function opText(op: OperationRecord): string {
   const stored: StoredOp = {
     i: op.id,
     b: op.baseVersion,
@@ -172,22 +176,30 @@ function encodeOp(op: OperationRecord): Uint8Array {
     t: op.timestamp,
     o: op.op,
   };
-  return encode(stored);
+  return JSON.stringify(stored);
 }
 
-function decodeOp(documentId: string, version: number, value: unknown): OperationRecord {
-  const s = decode<StoredOp>(value);
-  return {
+/** The ops of one `op` row: a packed group from `first` on, or one op (older stores). */
+function decodeOps(documentId: string, first: number, value: unknown): OperationRecord[] {
+  const stored = decode<StoredOp[] | StoredOp>(value);
+  const group = Array.isArray(stored) ? stored : [stored];
+  return group.map((s, i) => ({
     id: s.i,
     documentId,
     baseVersion: s.b,
-    version,
+    version: first + i,
     authorId: s.a,
     sessionId: s.s,
     clientOpId: s.c,
     timestamp: s.t,
     op: s.o,
-  };
+  }));
+}
+
+/** Bytes of `text` in UTF-8. */
+function utf8Length(text: string): number {
+  // deno-lint-ignore no-control-regex
+  return /^[\x00-\x7f]*$/.test(text) ? text.length : encoder.encode(text).length;
 }
 
 /** Options for {@link KvDocumentStore}. */
@@ -340,15 +352,7 @@ export class KvDocumentStore implements DocumentStore {
         dedupeByOp.set(dedupe.operationId, dedupe);
       } else loose.push(dedupe);
     }
-    for (const op of request.ops) {
-      const mutations: Mutation[] = [{
-        key: this.#key("op", request.documentId, op.version),
-        value: encodeOp(op),
-      }];
-      const dedupe = dedupeByOp.get(op.id);
-      if (dedupe) mutations.push(this.#dedupeMutation(request.documentId, dedupe));
-      items.push({ mutations, ops: 1 });
-    }
+    items.push(...this.#opItems(request, dedupeByOp));
     for (const dedupe of loose) {
       items.push({ mutations: [this.#dedupeMutation(request.documentId, dedupe)], ops: 0 });
     }
@@ -407,6 +411,43 @@ export class KvDocumentStore implements DocumentStore {
     const last = units[units.length - 1]!;
     last.head = request.head;
     return units;
+  }
+
+  /** The request's ops packed into values of at most CHUNK_BYTES, each with its ops' dedupe entries. */
+  #opItems(request: CommitRequest, dedupeByOp: Map<string, DedupeEntry>): Item[] {
+    const items: Item[] = [];
+    let texts: string[] = [];
+    let bytes = 2;
+    let first = 0;
+    let extra: Mutation[] = [];
+    const close = () => {
+      if (texts.length === 0) return;
+      items.push({
+        mutations: [
+          {
+            key: this.#key("op", request.documentId, first),
+            value: encodeText(`[${texts.join(",")}]`),
+          },
+          ...extra,
+        ],
+        ops: texts.length,
+      });
+      texts = [];
+      bytes = 2;
+      extra = [];
+    };
+    for (const op of request.ops) {
+      const text = opText(op);
+      const size = utf8Length(text) + 1;
+      if (texts.length > 0 && bytes + size > CHUNK_BYTES) close();
+      if (texts.length === 0) first = op.version;
+      texts.push(text);
+      bytes += size;
+      const dedupe = dedupeByOp.get(op.id);
+      if (dedupe) extra.push(this.#dedupeMutation(request.documentId, dedupe));
+    }
+    close();
+    return items;
   }
 
   /** Commit units (different documents) in one transaction; on a failed check, find who lost. */
@@ -535,14 +576,28 @@ export class KvDocumentStore implements DocumentStore {
     limit = Number.MAX_SAFE_INTEGER,
   ): Promise<OperationRecord[]> {
     this.#assertOpen();
-    if (toVersion <= fromVersion || limit <= 0) return [];
+    const want = Math.min(limit, toVersion - fromVersion);
+    if (want <= 0) return [];
     const ops: OperationRecord[] = [];
-    const iterator = this.#kv.list({
-      start: this.#key("op", documentId, fromVersion + 1),
+    const take = (entry: Deno.KvEntry<unknown>) => {
+      const first = entry.key[entry.key.length - 1] as number;
+      for (const op of decodeOps(documentId, first, entry.value)) {
+        if (op.version > fromVersion && op.version <= toVersion && ops.length < want) ops.push(op);
+      }
+    };
+    // The group holding version fromVersion + 1 may start before it.
+    const before = this.#kv.list({
+      start: this.#key("op", documentId, 0),
+      end: this.#key("op", documentId, fromVersion + 2),
+    }, { reverse: true, limit: 1 });
+    for await (const entry of before) take(entry);
+    const after = this.#kv.list({
+      start: this.#key("op", documentId, fromVersion + 2),
       end: this.#key("op", documentId, toVersion + 1),
-    }, { limit: Math.min(limit, toVersion - fromVersion), batchSize: 500 });
-    for await (const entry of iterator) {
-      ops.push(decodeOp(documentId, entry.key[entry.key.length - 1] as number, entry.value));
+    }, { batchSize: Math.min(500, want) });
+    for await (const entry of after) {
+      if (ops.length >= want) break;
+      take(entry);
     }
     return ops;
   }
