@@ -338,10 +338,22 @@ export function presenceToJson(p: Presence): Record<string, unknown> {
   };
 }
 
+/** Event type names by value, computed once (every event of every document needs one). */
+const EVENT_NAMES = new Map<number, string>();
+
+function eventName(type: DocumentEvent["type"]): string {
+  let name = EVENT_NAMES.get(type);
+  if (name === undefined) {
+    name = shortName(eventTypeToJSON(type), "EVENT_TYPE_");
+    EVENT_NAMES.set(type, name);
+  }
+  return name;
+}
+
 /** A document event as JSON (the WebSocket `event` payload). */
 export function eventToJson(e: DocumentEvent): Record<string, unknown> {
   const out: Record<string, unknown> = {
-    event: shortName(eventTypeToJSON(e.type), "EVENT_TYPE_"),
+    event: eventName(e.type),
     document_id: e.documentId,
     version: e.version,
     timestamp: e.timestamp,

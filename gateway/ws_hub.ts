@@ -243,6 +243,8 @@ export class WsHub {
     string,
     { resolve: (r: SubmitResult) => void; reject: (e: unknown) => void }
   >();
+  /** Request ids on the submit stream only need to be unique within this hub. */
+  #lastRequestId = 0;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
   #traffic = new Map<string, SessionTraffic>();
   #syncTimer: ReturnType<typeof setInterval> | undefined;
@@ -980,7 +982,7 @@ export class WsHub {
         `At most ${this.#config.maxOpsInFlight} operations in flight per connection`,
       );
     }
-    const requestId = newId();
+    const requestId = String(++this.#lastRequestId);
     conn.opsInFlight++;
     const result = await new Promise<SubmitResult>((resolve, reject) => {
       this.#pendingOps.set(requestId, { resolve, reject });
