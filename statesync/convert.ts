@@ -348,3 +348,19 @@ export function eventToProto(event: DocEvent): pb.DocumentEvent {
     payload,
   };
 }
+
+/** Proto form of each live event, converted once however many subscribers it goes to. */
+const sharedEvents = new WeakMap<DocEvent, pb.DocumentEvent>();
+
+/**
+ * {@link eventToProto}, converted once per event object: every subscriber of a document gets
+ * the same (read-only) message.
+ */
+export function sharedEventProto(event: DocEvent): pb.DocumentEvent {
+  let proto = sharedEvents.get(event);
+  if (proto === undefined) {
+    proto = eventToProto(event);
+    sharedEvents.set(event, proto);
+  }
+  return proto;
+}

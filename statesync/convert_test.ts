@@ -9,8 +9,10 @@ import {
   opFromProto,
   opToProto,
   pathFromProto,
+  sharedEventProto,
   strategyFromProto,
 } from "./convert.ts";
+import type { DocEvent } from "./events.ts";
 
 const EVERY_ACTION: Op = [
   { path: ["a", 0, "b"], action: { type: "set", value: { x: [1, "two", null, true] } } },
@@ -102,4 +104,18 @@ Deno.test("eventToProto() carries the event's payload and type", () => {
   });
   assert.deepEqual(resync.payload, { $case: "reason", value: "gone" });
   assert.equal(resync.userId, "");
+});
+
+Deno.test("sharedEventProto converts an event once for all its subscribers", () => {
+  const event: DocEvent = {
+    type: "operation_applied",
+    documentId: "d",
+    version: 3,
+    timestamp: 1,
+    userId: "u",
+  };
+  const first = sharedEventProto(event);
+  assert.equal(sharedEventProto(event), first);
+  assert.deepEqual(first, eventToProto(event));
+  assert.notEqual(sharedEventProto({ ...event }), first);
 });

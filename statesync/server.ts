@@ -62,13 +62,13 @@ import {
   documentStateFromProto,
   documentToProto,
   documentTypeFromProto,
-  eventToProto,
   jsonFromText,
   lockToProto,
   operationToProto,
   opFromProto,
   pathFromProto,
   presenceToProto,
+  sharedEventProto,
   strategyFromProto,
 } from "./convert.ts";
 import * as pb from "../proto/gen/statesync.ts";
@@ -572,7 +572,7 @@ export class StateSyncService {
         if (changed !== undefined && !canRead(changed, who)) {
           throw new AppError("PERMISSION_DENIED", `User ${who} may no longer read document ${id}`);
         }
-        if (!call.write(eventToProto(event))) {
+        if (!call.write(sharedEventProto(event))) {
           // Backpressure: stop draining our queue until grpc-js has flushed; the bounded
           // queue disconnects the subscriber if it stays stuck.
           await new Promise<void>((resolve) => {
