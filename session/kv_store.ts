@@ -15,7 +15,8 @@
  * (REFERENCES.md) and would drop records behind the indexes' back. Instead every read checks
  * the stored `expiresAt` and {@link KvSessionStore.sweep} deletes expired sessions with all
  * their index entries. Concurrent writes share commits through a group committer. The user
- * lists are also kept in memory (`_user_lists.ts`), so a create needs no read before its write.
+ * lists are also kept in memory (`_user_lists.ts`), so a create needs no read before its write,
+ * and recently committed session records are cached (`_session_cache.ts`) for gets and updates.
  *
  * @example
  * ```ts
@@ -28,6 +29,7 @@ import { AppError } from "../kernel/mod.ts";
 import { GroupCommitter, type KvWrite } from "./_group_commit.ts";
 import { ReadBatcher } from "./_read_batch.ts";
 import { UserLists } from "./_user_lists.ts";
+import { SessionCache } from "./_session_cache.ts";
 import type { StoredSession } from "./model.ts";
 import {
   type InsertOptions,
@@ -62,6 +64,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   #committer: GroupCommitter;
   #reads: KvReads;
   #users: UserLists;
+  #sessions = new SessionCache<StoredSession>();
   #closed = false;
 
   private constructor(kv: Deno.Kv, users: UserLists, options: KvSessionStoreOptions) {
@@ -155,7 +158,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   /** See {@link SessionStore.get}. */
   async get(id: string, now: number): Promise<StoredSession | null> {
     this.#assertOpen();
-    const entry = await this.#reads.get<StoredSession>(["s", id]);
+    const entry = await this.#readSession(id);
     return liveValue(entry.value, now);
   }
 
@@ -184,7 +187,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   ): Promise<StoredSession> {
     this.#assertOpen();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.#reads.get<StoredSession>(["s", id]);
+      const entry = await this.#readSession(id);
       const current = liveValue(entry.value, now);
       if (current === null) throw new AppError("NOT_FOUND", `Session ${id} not found`);
       const next = mutate(structuredClone(current));
@@ -301,10 +304,17 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     const versionstamp = await this.#committer.commit(write);
     if (versionstamp === null) {
       this.#users.failed(write.checks);
+      this.#sessions.failed(write.checks, write.mutations);
       return false;
     }
     this.#users.committed(write.mutations, versionstamp);
+    this.#sessions.committed(write.mutations, versionstamp);
     return true;
+  }
+
+  /** A session record (a private copy): from the cache of recent commits, else from KV. */
+  async #readSession(id: string): Promise<Deno.KvEntryMaybe<StoredSession>> {
+    return this.#sessions.get(id) ?? await this.#reads.get<StoredSession>(["s", id]);
   }
 
   #assertOpen(): void {
@@ -369,7 +379,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
     predicate: (session: StoredSession) => boolean,
   ): Promise<StoredSession | null> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const entry = await this.#reads.get<StoredSession>(["s", id]);
+      const entry = await this.#readSession(id);
       if (entry.value === null || !predicate(entry.value)) return null;
       const write = newWrite();
       await this.#addRemoval(write, entry as Deno.KvEntry<StoredSession>);

@@ -83,3 +83,21 @@ Deno.test("KvSessionStore: a user list changed behind the store's back still bou
   assert.equal(evicted.length, 1);
   assert.equal(await store.count({ userId: "u-shared" }, now), 2);
 });
+
+Deno.test("KvSessionStore: an update sees a record changed behind the store's back (cached copy dropped)", async () => {
+  await using dir = await tempDir("aetherflow-session-");
+  const path = `${dir.path}/session.kv`;
+  const record = makeRecord({ userId: "u-cache" });
+  const now = record.createdAt;
+  await using store = await KvSessionStore.open(path);
+  await store.insert(record, { now, maxPerUser: 10, onLimit: "refuse" });
+  {
+    // A second handle on the same file changes the record this store has cached.
+    await using other = await KvSessionStore.open(path);
+    await other.update(record.id, now, (s) => ({ ...s, metadata: { from: "other" } }));
+  }
+  const next = await store.update(record.id, now, (s) => ({ ...s, state: "idle" }));
+  assert.deepEqual(next.metadata, { from: "other" });
+  assert.equal(next.state, "idle");
+  assert.deepEqual(await store.get(record.id, now), next);
+});
