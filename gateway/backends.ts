@@ -92,7 +92,7 @@ export interface StreamHandle {
   cancel(): void;
 }
 
-/** The client side of SubmitOperations. */
+/** The client side of the submit stream (SubmitOperationBatches over gRPC). */
 export interface SubmitStream extends StreamHandle {
   /** Queue one request; results arrive through the handlers. */
   send(req: SubmitRequest): void;
@@ -130,7 +130,7 @@ export interface StateSyncBackend {
     req: SubscribeDocumentRequest,
     handlers: StreamHandlers<DocumentEvent>,
   ): StreamHandle;
-  /** Open a SubmitOperations stream. */
+  /** Open the submit stream: one result per request, in order per document. */
   submitOperations(handlers: StreamHandlers<SubmitResult>): SubmitStream;
 }
 
