@@ -147,6 +147,8 @@ const RESOLUTION_SESSION = "conflict-resolution";
 const YIELD_TURNS = 1000;
 /** Batches smaller than this wait (briefly) for calls still being prepared. */
 const SMALL_BATCH = 256;
+/** Turns without a call being prepared or joining the batch after which a commit goes. */
+const QUIET_TURNS = 16;
 
 /** Document engine; see the module docs. */
 export class DocumentManager {
@@ -1012,11 +1014,16 @@ export class DocumentManager {
     // whose acks just went out) join this commit instead of waiting a whole commit for the
     // next one: a bounded number of microtask turns, no timers. A large batch goes at once,
     // so preparing the next batch overlaps this commit.
+    // Writers whose acks are still on their way back are not counted as preparing yet, so
+    // the wait ends only after a few quiet turns (no call preparing, the batch not growing).
     for (
-      let i = 0;
-      i < YIELD_TURNS && this.#preparing > 0 && this.#batchedItems < SMALL_BATCH;
+      let i = 0, quiet = 0, seen = -1;
+      i < YIELD_TURNS && quiet < QUIET_TURNS && this.#batchedItems < SMALL_BATCH;
       i++
     ) {
+      const busy = this.#preparing > 0 || this.#batchedItems !== seen;
+      quiet = busy ? 0 : quiet + 1;
+      seen = this.#batchedItems;
       await Promise.resolve();
     }
     this.#batchedItems = 0;
