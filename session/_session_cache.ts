@@ -14,19 +14,21 @@
  * @module
  */
 
+import { cloneStored, type StoredSession } from "./model.ts";
+
 /** Records kept (most recently written first to stay). */
 const DEFAULT_CAPACITY = 20_000;
 
 /** A cached record and the versionstamp it was committed with. */
-export interface CachedSession<T> {
+export interface CachedSession {
   key: Deno.KvKey;
-  value: T;
+  value: StoredSession;
   versionstamp: string;
 }
 
 /** Recently committed session records of one KV store. */
-export class SessionCache<T> {
-  #entries = new Map<string, { value: T; versionstamp: string }>();
+export class SessionCache {
+  #entries = new Map<string, { value: StoredSession; versionstamp: string }>();
   #capacity: number;
 
   constructor(capacity = DEFAULT_CAPACITY) {
@@ -34,12 +36,13 @@ export class SessionCache<T> {
   }
 
   /** The record last committed for `id` (a private copy), or undefined when not cached. */
-  get(id: string): CachedSession<T> | undefined {
+  get(id: string): CachedSession | undefined {
     const entry = this.#entries.get(id);
     if (entry === undefined) return undefined;
     return {
       key: ["s", id],
-      value: structuredClone(entry.value),
+      // cloneStored, not structuredClone: Deno's structuredClone costs ~60 µs per record here.
+      value: cloneStored(entry.value),
       versionstamp: entry.versionstamp,
     };
   }
@@ -52,7 +55,10 @@ export class SessionCache<T> {
       this.#entries.delete(id); // re-inserted last: eviction drops the least recently written
       if (mutation.type === "set") {
         // A copy: the caller keeps the object it wrote and may change it.
-        this.#entries.set(id, { value: structuredClone(mutation.value as T), versionstamp });
+        this.#entries.set(id, {
+          value: cloneStored(mutation.value as StoredSession),
+          versionstamp,
+        });
         if (this.#entries.size > this.#capacity) {
           this.#entries.delete(this.#entries.keys().next().value!);
         }

@@ -1,21 +1,23 @@
 import assert from "node:assert/strict";
+import { makeRecord } from "./_store_suite.ts";
 import { SessionCache } from "./_session_cache.ts";
 
 Deno.test("SessionCache: keeps the last committed records up to its capacity, as copies", () => {
-  const cache = new SessionCache<{ n: number }>(2);
-  const first = { n: 1 };
-  cache.committed([{ type: "set", key: ["s", "a"], value: first }], "01");
-  first.n = 99; // the writer's object is not the cached one
-  cache.committed([{ type: "set", key: ["s", "b"], value: { n: 2 } }], "02");
-  cache.committed([{ type: "set", key: ["u", "x"], value: ["a"] }], "02"); // not a session
-  assert.deepEqual(cache.get("a"), { key: ["s", "a"], value: { n: 1 }, versionstamp: "01" });
-  cache.get("a")!.value.n = 5; // nor is a reader's copy
-  assert.equal(cache.get("a")!.value.n, 1);
-  cache.committed([{ type: "set", key: ["s", "c"], value: { n: 3 } }], "03");
-  assert.equal(cache.get("a"), undefined, "the least recently written record is evicted");
-  assert.equal(cache.get("b")?.versionstamp, "02");
-  cache.committed([{ type: "delete", key: ["s", "b"] }], "04");
-  assert.equal(cache.get("b"), undefined);
-  cache.failed([{ key: ["s", "c"], versionstamp: "03" }], []);
-  assert.equal(cache.get("c"), undefined);
+  const cache = new SessionCache(2);
+  const [a, b, c] = [makeRecord(), makeRecord(), makeRecord()];
+  const original = structuredClone(a);
+  cache.committed([{ type: "set", key: ["s", a.id], value: a }], "01");
+  a.metadata.device = "changed by the writer"; // the writer's object is not the cached one
+  cache.committed([{ type: "set", key: ["s", b.id], value: b }], "02");
+  cache.committed([{ type: "set", key: ["u", a.userId], value: [a.id] }], "02"); // not a session
+  assert.deepEqual(cache.get(a.id), { key: ["s", a.id], value: original, versionstamp: "01" });
+  cache.get(a.id)!.value.rotatedTokenHashes.push("x"); // nor is a reader's copy
+  assert.deepEqual(cache.get(a.id)!.value, original);
+  cache.committed([{ type: "set", key: ["s", c.id], value: c }], "03");
+  assert.equal(cache.get(a.id), undefined, "the least recently written record is evicted");
+  assert.equal(cache.get(b.id)?.versionstamp, "02");
+  cache.committed([{ type: "delete", key: ["s", b.id] }], "04");
+  assert.equal(cache.get(b.id), undefined);
+  cache.failed([{ key: ["s", c.id], versionstamp: "03" }], []);
+  assert.equal(cache.get(c.id), undefined);
 });

@@ -30,7 +30,7 @@ import { GroupCommitter, type KvWrite } from "./_group_commit.ts";
 import { ReadBatcher } from "./_read_batch.ts";
 import { UserLists } from "./_user_lists.ts";
 import { SessionCache } from "./_session_cache.ts";
-import type { StoredSession } from "./model.ts";
+import { cloneStored, type StoredSession } from "./model.ts";
 import {
   type InsertOptions,
   type InsertResult,
@@ -64,7 +64,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
   #committer: GroupCommitter;
   #reads: KvReads;
   #users: UserLists;
-  #sessions = new SessionCache<StoredSession>();
+  #sessions = new SessionCache();
   #closed = false;
 
   private constructor(kv: Deno.Kv, users: UserLists, options: KvSessionStoreOptions) {
@@ -190,7 +190,7 @@ export class KvSessionStore implements SessionStore, AsyncDisposable {
       const entry = await this.#readSession(id);
       const current = liveValue(entry.value, now);
       if (current === null) throw new AppError("NOT_FOUND", `Session ${id} not found`);
-      const next = mutate(structuredClone(current));
+      const next = mutate(cloneStored(current));
       const write = newWrite();
       write.checks.push({ key: entry.key, versionstamp: entry.versionstamp });
       if (next.connectionId !== current.connectionId) {
