@@ -2,7 +2,10 @@
  * Batched UDP I/O for {@linkcode UdpPacketConn}: Linux `sendmmsg(2)` / `recvmmsg(2)` on the fd
  * of a Deno UDP socket, called synchronously through `Deno.dlopen` (needs `--allow-ffi` and read
  * access to `/proc/self/fd`). Deno's `DatagramConn` costs one async op and one syscall per
- * datagram; this moves up to {@linkcode BATCH_SLOTS} datagrams per syscall.
+ * datagram; this moves up to {@linkcode BATCH_SLOTS} datagrams per syscall. Runs of datagrams
+ * to one address with one size (a bulk transfer's data packets) go as one UDP GSO send
+ * (`UDP_SEGMENT`, Linux ≥ 4.18), which the kernel carries through its stack once; where the
+ * kernel or device refuses GSO, the socket falls back to one datagram per message.
  *
  * Deno does not expose socket fds: the fd is the only UDP socket in `/proc/self/fd` whose
  * `getsockname` equals the Deno socket's address. All `mmsghdr`/`iovec`/`sockaddr` arrays and
@@ -25,10 +28,22 @@ const AF_INET6 = 10;
 const SOL_SOCKET = 1;
 const SO_TYPE = 3;
 const SOCK_DGRAM = 2;
+const SOL_UDP = 17;
+const UDP_SEGMENT = 103;
 const MSG_DONTWAIT = 0x40;
 const MSG_TRUNC = 0x20;
 const EINTR = 4;
 const EAGAIN = 11;
+/** What a kernel or device without UDP GSO answers to a segmented send. */
+const GSO_UNSUPPORTED = new Set([
+  5, /* EIO */
+  22, /* EINVAL */
+  90, /* EMSGSIZE */
+  92, /* ENOPROTOOPT */
+]);
+/** At most this many segments (the kernel's UDP_MAX_SEGMENTS) and bytes in one GSO send. */
+const GSO_MAX_SEGMENTS = 64;
+const GSO_MAX_BYTES = 60_000;
 
 // x86_64 / aarch64 Linux (LP64): struct mmsghdr = msghdr (56 bytes) + msg_len (u32) + padding.
 const MMSGHDR_BYTES = 64;
@@ -36,6 +51,8 @@ const MSG_NAME = 0;
 const MSG_NAMELEN = 8;
 const MSG_IOV = 16;
 const MSG_IOVLEN = 24;
+const MSG_CONTROL = 32;
+const MSG_CONTROLLEN = 40;
 const MSG_FLAGS = 48;
 const MSG_LEN = 56;
 const IOVEC_BYTES = 16;
@@ -43,6 +60,9 @@ const IOVEC_BYTES = 16;
 const SOCKADDR_BYTES = 32;
 const SOCKADDR_IN_BYTES = 16;
 const SOCKADDR_IN6_BYTES = 28;
+/** CMSG_SPACE(2): a cmsghdr (len u64, level i32, type i32) and the u16 segment size, aligned. */
+const CMSG_BYTES = 24;
+const CMSG_LEN_UDP_SEGMENT = 18;
 
 const LIBC_SYMBOLS = {
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
@@ -80,7 +100,12 @@ export class UdpBatch {
   readonly #send: MessageArray;
   readonly #sendData: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS);
   readonly #sendAddr: Array<Deno.NetAddr | undefined> = new Array(BATCH_SLOTS);
+  readonly #sendNameLength: number[] = new Array(BATCH_SLOTS).fill(0);
+  /** First slot of each message laid out by #buildMessages. */
+  readonly #messageStart: number[] = new Array(BATCH_SLOTS).fill(0);
   #sendCount = 0;
+  /** UDP GSO (`UDP_SEGMENT`) until the kernel refuses it. */
+  #gso = true;
   #recv: MessageArray | undefined;
   #recvCount = 0;
   #recvNext = 0;
@@ -137,8 +162,8 @@ export class UdpBatch {
     const nameLength = this.#sendNames.encode(addr, m.bytes, m.nameOffset(i));
     if (nameLength === 0) return false;
     m.bytes.set(data, m.slotOffset(i));
-    m.view.setUint32(m.headerOffset(i) + MSG_NAMELEN, nameLength, true);
     m.view.setBigUint64(m.iovecOffset(i) + 8, BigInt(data.length), true);
+    this.#sendNameLength[i] = nameLength;
     this.#sendData[i] = data;
     this.#sendAddr[i] = addr;
     this.#sendCount = i + 1;
@@ -156,11 +181,10 @@ export class UdpBatch {
     let unsent: Unsent = NONE;
     let i = 0;
     while (i < count) {
-      const offset = this.#send.headerOffset(i);
-      const headers = i === 0 ? this.#send.bytes : this.#send.bytes.subarray(offset);
-      const sent = this.#lib.symbols.sendmmsg(this.#fd, headers, count - i, MSG_DONTWAIT);
+      const messages = this.#buildMessages(i, count);
+      const sent = this.#lib.symbols.sendmmsg(this.#fd, this.#send.bytes, messages, MSG_DONTWAIT);
       if (sent > 0) {
-        i += sent;
+        i = sent < messages ? this.#messageStart[sent]! : count;
         continue;
       }
       const errno = this.#errno.getInt32();
@@ -170,13 +194,51 @@ export class UdpBatch {
         for (; i < count; i++) unsent.push([this.#sendData[i]!, this.#sendAddr[i]!]);
         break;
       }
-      errors++; // the error belongs to datagram i
-      i++;
+      const end = messages > 1 ? this.#messageStart[1]! : count;
+      if (this.#gso && end - i > 1 && GSO_UNSUPPORTED.has(errno)) {
+        this.#gso = false; // this path cannot segment: one datagram per message from now on
+        continue;
+      }
+      errors += end - i; // the error belongs to the first message's datagrams
+      i = end;
     }
     this.#sendData.fill(undefined, 0, count);
     this.#sendAddr.fill(undefined, 0, count);
     this.#sendCount = 0;
     return { errors, unsent };
+  }
+
+  /**
+   * Lay out slots `from .. count - 1` as send messages; returns how many. With GSO, a run of
+   * datagrams to the same address and of the same size (the last may be shorter) is one
+   * message: the kernel moves it through the stack once and cuts it into datagrams at the end.
+   */
+  #buildMessages(from: number, count: number): number {
+    const m = this.#send;
+    let k = 0;
+    let i = from;
+    while (i < count) {
+      const size = this.#sendData[i]!.length;
+      const addr = this.#sendAddr[i]!;
+      let end = i + 1;
+      if (this.#gso) {
+        let bytes = size;
+        while (end < count && end - i < GSO_MAX_SEGMENTS) {
+          const next = this.#sendData[end]!.length;
+          const to = this.#sendAddr[end]!;
+          if (next > size || bytes + next > GSO_MAX_BYTES) break;
+          if (to !== addr && (to.port !== addr.port || to.hostname !== addr.hostname)) break;
+          bytes += next;
+          end++;
+          if (next < size) break; // only the last segment may be shorter
+        }
+      }
+      this.#messageStart[k] = i;
+      m.setMessage(k, i, end - i, this.#sendNameLength[i]!, end - i > 1 ? size : 0);
+      k++;
+      i = end;
+    }
+    return k;
   }
 
   /** Let the next {@linkcode next} on an empty ring call `recvmmsg` once more. */
@@ -246,28 +308,57 @@ const NONE: Unsent = [];
 
 /**
  * `BATCH_SLOTS` mmsghdrs, each with one iovec over its own slot and its own sockaddr, laid out
- * once in one buffer whose backing store never moves.
+ * once in one buffer whose backing store never moves. For sending, {@linkcode setMessage}
+ * points a header at a run of consecutive slots (one GSO send) instead.
  */
 class MessageArray {
   readonly bytes: Uint8Array;
   readonly view: DataView;
   readonly #iovecs = BATCH_SLOTS * MMSGHDR_BYTES;
   readonly #names = this.#iovecs + BATCH_SLOTS * IOVEC_BYTES;
-  readonly #slots = this.#names + BATCH_SLOTS * SOCKADDR_BYTES;
+  readonly #controls = this.#names + BATCH_SLOTS * SOCKADDR_BYTES;
+  readonly #slots = this.#controls + BATCH_SLOTS * CMSG_BYTES;
+  /** Absolute addresses of each slot's sockaddr, iovec and control message. */
+  readonly #namePointers: bigint[] = [];
+  readonly #iovecPointers: bigint[] = [];
+  readonly #controlPointers: bigint[] = [];
 
   constructor() {
     this.bytes = new Uint8Array(this.#slots + BATCH_SLOTS * SLOT_BYTES);
     this.view = new DataView(this.bytes.buffer);
     const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.bytes)));
     for (let i = 0; i < BATCH_SLOTS; i++) {
-      const header = this.headerOffset(i);
+      this.#namePointers.push(base + BigInt(this.nameOffset(i)));
+      this.#iovecPointers.push(base + BigInt(this.iovecOffset(i)));
+      this.#controlPointers.push(base + BigInt(this.#controls + i * CMSG_BYTES));
+      const control = this.#controls + i * CMSG_BYTES;
+      this.view.setBigUint64(control, BigInt(CMSG_LEN_UDP_SEGMENT), true);
+      this.view.setInt32(control + 8, SOL_UDP, true);
+      this.view.setInt32(control + 12, UDP_SEGMENT, true);
       const iovec = this.iovecOffset(i);
-      this.view.setBigUint64(header + MSG_NAME, base + BigInt(this.nameOffset(i)), true);
-      this.view.setUint32(header + MSG_NAMELEN, SOCKADDR_BYTES, true);
-      this.view.setBigUint64(header + MSG_IOV, base + BigInt(iovec), true);
-      this.view.setBigUint64(header + MSG_IOVLEN, 1n, true);
       this.view.setBigUint64(iovec, base + BigInt(this.slotOffset(i)), true);
       this.view.setBigUint64(iovec + 8, BigInt(SLOT_BYTES), true);
+      this.setMessage(i, i, 1, SOCKADDR_BYTES, 0);
+    }
+  }
+
+  /**
+   * Header `k` sends slots `slot .. slot + count - 1` to the sockaddr of `slot`; with
+   * `segmentSize` > 0 as one UDP GSO send (the kernel cuts it into datagrams of that size).
+   */
+  setMessage(k: number, slot: number, count: number, nameLength: number, segmentSize: number) {
+    const header = this.headerOffset(k);
+    this.view.setBigUint64(header + MSG_NAME, this.#namePointers[slot]!, true);
+    this.view.setUint32(header + MSG_NAMELEN, nameLength, true);
+    this.view.setBigUint64(header + MSG_IOV, this.#iovecPointers[slot]!, true);
+    this.view.setBigUint64(header + MSG_IOVLEN, BigInt(count), true);
+    if (segmentSize > 0) {
+      this.view.setUint16(this.#controls + k * CMSG_BYTES + 16, segmentSize, true);
+      this.view.setBigUint64(header + MSG_CONTROL, this.#controlPointers[k]!, true);
+      this.view.setBigUint64(header + MSG_CONTROLLEN, BigInt(CMSG_BYTES), true);
+    } else {
+      this.view.setBigUint64(header + MSG_CONTROL, 0n, true);
+      this.view.setBigUint64(header + MSG_CONTROLLEN, 0n, true);
     }
   }
 

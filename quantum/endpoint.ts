@@ -44,6 +44,11 @@ export interface ListenOptions extends ConnectionOptions {
    * the kernel's default. Ignored with `packetConn`.
    */
   receiveBufferBytes?: number;
+  /**
+   * Send and receive through batched `sendmmsg`/`recvmmsg` (FFI) when the platform and
+   * permissions allow (default true; see `packet_conn.ts`). Ignored with `packetConn`.
+   */
+  batchedIo?: boolean;
   /** UDP port (default 0: any). Ignored with `packetConn`. */
   port?: number;
   /** Bind address (default "0.0.0.0"). Ignored with `packetConn`. */
@@ -66,6 +71,11 @@ export interface DialOptions extends ConnectionOptions {
    * the kernel's default. Ignored with `packetConn`.
    */
   receiveBufferBytes?: number;
+  /**
+   * Send and receive through batched `sendmmsg`/`recvmmsg` (FFI) when the platform and
+   * permissions allow (default true; see `packet_conn.ts`). Ignored with `packetConn`.
+   */
+  batchedIo?: boolean;
   /** Server host name or IP. */
   hostname: string;
   /** Server UDP port. */
@@ -291,6 +301,7 @@ export function listen(options: ListenOptions = {}): QuantumListener {
       ...(options.receiveBufferBytes === undefined
         ? {}
         : { receiveBufferBytes: options.receiveBufferBytes }),
+      batchedIo: options.batchedIo ?? true,
     });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);
@@ -437,6 +448,7 @@ export async function dial(options: DialOptions): Promise<QuantumConnection> {
       ...(options.receiveBufferBytes === undefined
         ? {}
         : { receiveBufferBytes: options.receiveBufferBytes }),
+      batchedIo: options.batchedIo ?? true,
     });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);

@@ -100,6 +100,42 @@ Deno.test("batched sockets deliver 2,000 datagrams in order with the sender's ad
   }
 });
 
+Deno.test("runs of equal-size datagrams (one GSO send each) arrive with their own sizes", async () => {
+  const a = listenUdp({ hostname: "127.0.0.1", port: 0 });
+  const b = listenUdp({ hostname: "127.0.0.1", port: 0, receiveBufferBytes: RCVBUF });
+  const c = listenUdp({ hostname: "127.0.0.1", port: 0, receiveBufferBytes: RCVBUF });
+  try {
+    // Runs end at a shorter datagram, a larger one, another address, 64 segments or ~60 KB.
+    const sizes = [
+      ...new Array(5).fill(1131),
+      500,
+      ...new Array(3).fill(1131),
+      1200,
+      40,
+      40,
+      ...new Array(100).fill(1232),
+      7,
+    ];
+    let toC = 0;
+    sizes.forEach((size, i) => {
+      if (i === 3) {
+        a.send(numbered(1000, 64), c.addr); // splits the first run
+        toC++;
+      }
+      a.send(numbered(i, size), b.addr);
+    });
+    const received = await receiveMany(b, sizes.length);
+    assert.deepEqual(indices(received), sizes.map((_, i) => i));
+    assert.deepEqual(received.map(({ data }) => data.length), sizes);
+    assert.deepEqual(indices(await receiveMany(c, toC)), [1000]);
+    assert.equal(a.sendErrors, 0);
+  } finally {
+    a.close();
+    b.close();
+    c.close();
+  }
+});
+
 Deno.test("a datagram too large for a batch slot keeps its place in the order", async () => {
   const a = listenUdp({ hostname: "127.0.0.1", port: 0 });
   // A plain receiver: a batched one drops datagrams larger than its slots (see next test).
