@@ -257,6 +257,8 @@ const FIN_RETRIES = 4;
 /** Longest wait between zero-window probes (ms). */
 const PERSIST_MAX_MS = 1000;
 const PACKET_THRESHOLD = 3;
+/** In-order data packets after which an ACK leaves at once (ACK decimation's bound). */
+const ACK_EVERY_PACKETS = 8;
 /** Shortest wait for pacing tokens (ms): timer granularity, and a batch per wake-up. */
 const PACING_MIN_WAKE_MS = 1;
 /** Largest data payload with FEC on: a parity datagram is the longest protected datagram + 52. */
@@ -346,6 +348,9 @@ export class Connection implements QuantumConnection {
   #readableDone = false;
   #ackPending = 0;
   #ackImmediate = false;
+  /** Two or more packets wait for an ACK: send one at the end of this turn (receive batch). */
+  #ackThisTurn = false;
+  #turnAckScheduled = false;
   #ackDeadline = Infinity;
   #firstUnackedAt = 0;
   #lastAdvertised = 0;
@@ -807,7 +812,10 @@ export class Connection implements QuantumConnection {
       this.#insertRange(seq);
       this.#ackImmediate = true;
     }
-    if (this.#ackPending >= 2) this.#ackImmediate = true;
+    // ACK decimation: one ACK per receive batch (event-loop turn) once two packets wait,
+    // at once after ACK_EVERY_PACKETS; gaps, FIN and duplicates were ACKed at once above.
+    if (this.#ackPending >= ACK_EVERY_PACKETS) this.#ackImmediate = true;
+    else if (this.#ackPending >= 2) this.#ackThisTurn = true;
     if (this.#ackDeadline === Infinity) this.#ackDeadline = now + this.#maxAckDelay;
     return "accepted";
   }
@@ -1079,6 +1087,22 @@ export class Connection implements QuantumConnection {
       this.#persistDeadline = Infinity;
     }
     if (this.#ackImmediate || (this.#ackDeadline <= now)) this.#sendControl(0, now);
+    else if (this.#ackThisTurn) this.#ackAtTurnEnd(now);
+  }
+
+  /** Sends the pending ACK once this turn's packets (a received batch) are all processed. */
+  #ackAtTurnEnd(now: number): void {
+    const defer = this.#clock.defer;
+    if (!defer) return this.#sendControl(0, now);
+    if (this.#turnAckScheduled) return;
+    this.#turnAckScheduled = true;
+    defer.call(this.#clock, () => {
+      this.#turnAckScheduled = false;
+      if (this.#state !== "open" || !this.#ackThisTurn) return; // a data packet carried it
+      const at = this.#clock.now();
+      this.#sendControl(0, at);
+      this.#armTimer(at);
+    });
   }
 
   /** True when the pacer lets `bytes` go now; else arms the pacing deadline. */
@@ -1190,6 +1214,7 @@ export class Connection implements QuantumConnection {
   #afterAckSent(_now: number): void {
     this.#ackPending = 0;
     this.#ackImmediate = false;
+    this.#ackThisTurn = false;
     this.#ackDeadline = Infinity;
     this.#lastAdvertised = this.#window();
   }

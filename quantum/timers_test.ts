@@ -126,6 +126,40 @@ Deno.test("fast retransmit: a lost packet is resent once later packets are SACKe
   assert.deepEqual(Uint8Array.from(received), payload);
 });
 
+Deno.test("ACK decimation: one ACK per received batch, at once after 8 packets, at once on a gap", async () => {
+  await using s = await setup();
+  const acksFromServer = () =>
+    s.log.filter((x) => !x.fromClient && x.packet.payload.length === 0 && x.packet.ack > 1);
+  const writer = s.client.writable.getWriter();
+  // 4 packets leave together and arrive in one turn (one instant): one ACK covers them.
+  await writer.write(new Uint8Array(4 * 1088));
+  await s.clock.advance(1.5);
+  let acks = acksFromServer();
+  assert.equal(acks.length, 1, `ACKs ${acks.map((a) => a.packet.ack)}`);
+  assert.equal(acks[0]!.packet.ack, 5);
+  await s.clock.advance(10);
+  // 12 packets in one batch: an ACK at the 8th, one for the rest at the end of the turn.
+  const before = acksFromServer().length;
+  await writer.write(new Uint8Array(12 * 1088));
+  await s.clock.advance(1.5);
+  acks = acksFromServer().slice(before);
+  assert.deepEqual(acks.map((a) => a.packet.ack), [13, 17]);
+  // A gap is ACKed at once (with a SACK block), not held for the batch.
+  await s.clock.advance(10);
+  let dropped = false;
+  s.net.filter = (data, from) => {
+    const r = decodePacket(data);
+    if (from.port === 9000 || !r.ok || r.packet.payload.length === 0 || dropped) return false;
+    return (dropped = true);
+  };
+  const gapBefore = acksFromServer().length;
+  await writer.write(new Uint8Array(3 * 1088));
+  await s.clock.advance(1.5);
+  const gapAcks = acksFromServer().slice(gapBefore);
+  assert.ok(gapAcks.length >= 2, `ACKs on a gap: ${gapAcks.length}`);
+  assert.ok(gapAcks[0]!.packet.ackInfo!.sack.length > 0);
+});
+
 Deno.test("keepalive pings flow after keepaliveMs of silence and keep an idle connection open", async () => {
   await using s = await setup({ keepaliveMs: 1000, idleTimeoutMs: 3000 });
   const before = s.log.length;
