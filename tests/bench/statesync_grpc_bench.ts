@@ -11,6 +11,9 @@
  * against the last version this client saw for its document (so in-flight ops are stale
  * and get transformed).
  *
+ * Every load uses its own session, so each op is new: `errors` counts failed ops and any
+ * answered as a duplicate (a resend of an earlier load's client op id would not be applied).
+ *
  * Besides throughput and latency, the table shows the server process's CPU time per op
  * (from /proc), which does not depend on how busy the machine is: 1e6 / (µs per op) is the
  * rate one dedicated core could sustain.
@@ -19,7 +22,8 @@
  * can abort the server process inside nghttp2 (denoland/deno#36788); the child server may
  * print that assertion after the last scenario. The numbers are taken before.
  *
- * Options: `--quick` runs smaller counts (a smoke run).
+ * Options: `--quick` runs smaller counts (a smoke run); `--profile=DIR` has the child
+ * servers write CPU profiles into DIR.
  * @module
  */
 import { type ClientDuplexStream, credentials, type ServiceError } from "@grpc/grpc-js";
@@ -29,6 +33,8 @@ import { HealthClient } from "../../proto/gen/health.ts";
 import { opToProto, startStateSyncService, StateSyncConfigSchema } from "../../statesync/mod.ts";
 
 const QUICK = Deno.args.includes("--quick");
+/** `--profile=DIR`: the child servers write V8 CPU profiles (.cpuprofile) into DIR. */
+const PROFILE_DIR = Deno.args.find((a) => a.startsWith("--profile="))?.slice("--profile=".length);
 const DOCS = 100;
 const STREAM_OPS = QUICK ? 5_000 : 20_000;
 const UNARY_OPS = QUICK ? 1_000 : 4_000;
@@ -59,6 +65,16 @@ async function measured(pid: number, load: () => Promise<Result>): Promise<Resul
   const result = await load();
   result.serverCpu = cpuSeconds(pid) - before;
   return result;
+}
+
+let sessions = 0;
+
+/**
+ * A session id no earlier load used: client op ids restart at 0 in every load, and a
+ * reused (session, client op id) pair would be answered as a resend, not applied.
+ */
+function freshSession(): string {
+  return `bench-${++sessions}`;
 }
 
 function rpc<T>(start: (cb: (error: ServiceError | null, response: T) => void) => unknown) {
@@ -112,6 +128,7 @@ async function submitLoad(
   docs: string[],
   options: { total: number; streams: number; inFlight: number },
 ): Promise<Result> {
+  const session = freshSession();
   const latencies = new Float64Array(options.total);
   const known = new Map(docs.map((id) => [id, 0]));
   let issued = 0;
@@ -138,7 +155,7 @@ async function submitLoad(
                 operation: pb.Operation.fromPartial({
                   documentId,
                   baseVersion: known.get(documentId) ?? 0,
-                  sessionId: "bench",
+                  sessionId: session,
                   clientOpId: requestId,
                   components: insert,
                 }),
@@ -152,7 +169,7 @@ async function submitLoad(
           sentAt.delete(result.requestId);
           latencies[i] = performance.now() - t;
           outstanding--;
-          if (result.outcome?.$case === "applied") {
+          if (result.outcome?.$case === "applied" && !result.outcome.value.duplicate) {
             const op = result.outcome.value.operation!;
             if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
           } else {
@@ -185,6 +202,7 @@ async function rateLoad(
   docs: string[],
   options: { rate: number; seconds: number; streams: number },
 ): Promise<Result> {
+  const session = freshSession();
   const total = Math.round(options.rate * options.seconds);
   const latencies = new Float64Array(total);
   const known = new Map(docs.map((id) => [id, 0]));
@@ -199,7 +217,7 @@ async function rateLoad(
       const i = Number(result.requestId);
       latencies[i] = performance.now() - sentAt[i]!;
       answered++;
-      if (result.outcome?.$case === "applied") {
+      if (result.outcome?.$case === "applied" && !result.outcome.value.duplicate) {
         const op = result.outcome.value.operation!;
         if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
       } else {
@@ -229,7 +247,7 @@ async function rateLoad(
             operation: pb.Operation.fromPartial({
               documentId,
               baseVersion: known.get(documentId) ?? 0,
-              sessionId: "bench-open",
+              sessionId: session,
               clientOpId: String(i),
               components: insert,
             }),
@@ -255,6 +273,7 @@ async function batchLoad(
   docs: string[],
   options: { total: number; batch: number; inFlight: number },
 ): Promise<Result> {
+  const session = freshSession();
   const latencies = new Float64Array(options.total);
   const known = new Map(docs.map((id) => [id, 0]));
   let errors = 0;
@@ -280,7 +299,7 @@ async function batchLoad(
               operation: pb.Operation.fromPartial({
                 documentId,
                 baseVersion: known.get(documentId) ?? 0,
-                sessionId: "bench-batch",
+                sessionId: session,
                 clientOpId: String(i),
                 components: insert,
               }),
@@ -297,7 +316,7 @@ async function batchLoad(
       for (const result of answer.results) {
         const i = Number(result.requestId);
         latencies[i] = now - sentAt[i]!;
-        if (result.outcome?.$case === "applied") {
+        if (result.outcome?.$case === "applied" && !result.outcome.value.duplicate) {
           const op = result.outcome.value.operation!;
           if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
         } else {
@@ -328,6 +347,7 @@ async function unaryLoad(
   total: number,
   concurrency: number,
 ): Promise<Result> {
+  const session = freshSession();
   const latencies = new Float64Array(total);
   const known = new Map(docs.map((id) => [id, 0]));
   let next = 0;
@@ -345,12 +365,13 @@ async function unaryLoad(
             operation: pb.Operation.fromPartial({
               documentId,
               baseVersion: known.get(documentId) ?? 0,
-              sessionId: "bench-unary",
+              sessionId: session,
               clientOpId: String(i),
               components: insert,
             }),
           }, cb)
         );
+        if (result.duplicate) errors++;
         if (result.version > (known.get(documentId) ?? 0)) known.set(documentId, result.version);
       } catch {
         errors++;
@@ -371,6 +392,7 @@ async function fanOutLoad(
   client: pb.StateSyncServiceClient,
   options: { subscribers: number; total: number },
 ): Promise<Result> {
+  const session = freshSession();
   const doc = await rpc<pb.Document>((cb) =>
     client.createDocument(
       pb.CreateDocumentRequest.fromPartial({
@@ -433,7 +455,7 @@ async function fanOutLoad(
             operation: pb.Operation.fromPartial({
               documentId: doc.id,
               baseVersion: version,
-              sessionId: "bench-fan-out",
+              sessionId: session,
               clientOpId: String(i),
               components: insert,
             }),
@@ -444,7 +466,7 @@ async function fanOutLoad(
     };
     stream.on("data", (result: pb.SubmitResult) => {
       outstanding--;
-      if (result.outcome?.$case === "applied") {
+      if (result.outcome?.$case === "applied" && !result.outcome.value.duplicate) {
         version = Math.max(version, result.outcome.value.version);
       }
       send();
@@ -529,7 +551,12 @@ async function scenarios(
 async function childServer(storage: "kv" | "memory", dataDir: string) {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../../statesync/main.ts", import.meta.url).pathname],
+    args: [
+      "run",
+      "-A",
+      ...(PROFILE_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`]),
+      new URL("../../statesync/main.ts", import.meta.url).pathname,
+    ],
     env: {
       AETHERFLOW_STATESYNC_PORT: String(port),
       AETHERFLOW_STATESYNC_DATA_DIR: dataDir,
