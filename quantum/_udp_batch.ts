@@ -97,7 +97,8 @@ export class UdpBatch {
   readonly #lib: Libc;
   readonly #fd: number;
   readonly #errno: Deno.UnsafePointerView;
-  readonly #send: MessageArray;
+  /** Allocated on first use (~140 KB each way): idle sockets stay small. */
+  #send: MessageArray | undefined;
   readonly #sendData: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS);
   readonly #sendAddr: Array<Deno.NetAddr | undefined> = new Array(BATCH_SLOTS);
   readonly #sendNameLength: number[] = new Array(BATCH_SLOTS).fill(0);
@@ -143,7 +144,6 @@ export class UdpBatch {
     this.#lib = lib;
     this.#fd = fd;
     this.#errno = new Deno.UnsafePointerView(errno);
-    this.#send = new MessageArray();
   }
 
   /** Datagrams queued for the next {@linkcode flush}. */
@@ -158,7 +158,7 @@ export class UdpBatch {
   add(data: Uint8Array, addr: Deno.NetAddr): boolean {
     const i = this.#sendCount;
     if (i >= BATCH_SLOTS || data.length > SLOT_BYTES || this.#closed) return false;
-    const m = this.#send;
+    const m = this.#send ??= new MessageArray();
     const nameLength = this.#sendNames.encode(addr, m.bytes, m.nameOffset(i));
     if (nameLength === 0) return false;
     m.bytes.set(data, m.slotOffset(i));
@@ -182,7 +182,7 @@ export class UdpBatch {
     let i = 0;
     while (i < count) {
       const messages = this.#buildMessages(i, count);
-      const sent = this.#lib.symbols.sendmmsg(this.#fd, this.#send.bytes, messages, MSG_DONTWAIT);
+      const sent = this.#lib.symbols.sendmmsg(this.#fd, this.#send!.bytes, messages, MSG_DONTWAIT);
       if (sent > 0) {
         i = sent < messages ? this.#messageStart[sent]! : count;
         continue;
@@ -214,7 +214,7 @@ export class UdpBatch {
    * message: the kernel moves it through the stack once and cuts it into datagrams at the end.
    */
   #buildMessages(from: number, count: number): number {
-    const m = this.#send;
+    const m = this.#send!;
     let k = 0;
     let i = from;
     while (i < count) {
