@@ -126,10 +126,12 @@ class FecHooks implements DatagramHooks {
         maxParity: options.parityShards ?? 4,
         initialLossRate: 0,
       });
+      // A short window: sparse parity is cheap, so it may follow the loss quickly.
       this.#incoming = new AdaptiveFecPolicy({
         dataShards,
         maxParity: options.parityShards ?? 4,
         initialLossRate: 0,
+        windowPackets: 200,
       });
     }
     this.#encoder = new FecEncoder({
