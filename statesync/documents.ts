@@ -636,15 +636,22 @@ export class DocumentManager {
 
   /** Ops with versions (from, head.version], from memory when possible. */
   async #opsSince(state: DocState, from: number): Promise<OperationRecord[]> {
-    if (from >= state.recentStart) return state.recent.slice(from - state.recentStart);
-    const older = await this.#store.getOps(state.head.id, from, state.recentStart);
-    if (older.length !== state.recentStart - from) {
-      throw new AppError(
-        "FAILED_PRECONDITION",
-        `History of document ${state.head.id} since version ${from} is gone: reload the document`,
-      );
+    const older: OperationRecord[] = [];
+    // A commit finishing while the store is read may drop more ops from memory: read on.
+    for (let next = from; next < state.recentStart;) {
+      const until = state.recentStart;
+      const ops = await this.#store.getOps(state.head.id, next, until);
+      if (ops.length !== until - next) {
+        throw new AppError(
+          "FAILED_PRECONDITION",
+          `History of document ${state.head.id} since version ${from} is gone: reload the document`,
+        );
+      }
+      for (const op of ops) older.push(op);
+      next = until;
     }
-    return [...older, ...state.recent];
+    const recent = state.recent.slice(Math.max(0, from - state.recentStart));
+    return older.length === 0 ? recent : [...older, ...recent];
   }
 
   /**

@@ -378,6 +378,32 @@ Deno.test("a resend older than the ops kept in memory is found in the op log", a
   assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 11 });
 });
 
+Deno.test("a stale op reading old history while a commit trims memory sees every op once", async () => {
+  // getOps and commit wait for gates, so a commit lands while older history is being read.
+  class GatedStore extends CountingStore {
+    gate: PromiseWithResolvers<void> | undefined;
+    override async getOps(id: string, from: number, to: number, limit?: number) {
+      const ops = await super.getOps(id, from, to, limit);
+      await this.gate?.promise;
+      return ops;
+    }
+  }
+  const store = new GatedStore();
+  await using t = setup({ recentOps: 2 }, store);
+  const doc = await t.manager.create("alice", { name: "C", type: "json", content: { n: 0 } });
+  const op: Op = [{ path: ["n"], action: { type: "increment", delta: 1 } }];
+  for (let v = 0; v < 5; v++) await t.manager.apply("alice", input(doc.id, v, op));
+  store.gate = Promise.withResolvers();
+  // Sent at version 5 (current), then one at version 0 that must read versions 1..3.
+  const current = t.manager.apply("alice", input(doc.id, 5, op));
+  const stale = t.manager.apply("alice", input(doc.id, 0, op, "s2"));
+  const first = await current; // its commit drops version 4 from memory
+  store.gate.resolve();
+  assert.equal(first.version, 6);
+  assert.equal((await stale).version, 7);
+  assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 7 });
+});
+
 async function collide(strategy: ConflictStrategy) {
   const t = setup();
   const doc = await t.manager.create("alice", {
