@@ -68,6 +68,16 @@ async function measured(pid: number, load: () => Promise<Result>): Promise<Resul
 }
 
 let sessions = 0;
+/** Failed ops per load and error, printed under the table. */
+const errorKinds = new Map<string, number>();
+
+function noteError(label: string, result: pb.SubmitResult): void {
+  const kind = result.outcome?.$case === "error"
+    ? `code ${result.outcome.value.code}: ${result.outcome.value.message.slice(0, 100)}`
+    : "duplicate";
+  const key = `${label} — ${kind}`;
+  errorKinds.set(key, (errorKinds.get(key) ?? 0) + 1);
+}
 
 /**
  * A session id no earlier load used: client op ids restart at 0 in every load, and a
@@ -174,6 +184,7 @@ async function submitLoad(
             if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
           } else {
             errors++;
+            noteError(label, result);
           }
           send();
         });
@@ -222,6 +233,7 @@ async function rateLoad(
         if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
       } else {
         errors++;
+        noteError(label, result);
       }
     });
     return stream;
@@ -321,6 +333,7 @@ async function batchLoad(
           if (op.version > (known.get(op.documentId) ?? 0)) known.set(op.documentId, op.version);
         } else {
           errors++;
+          noteError(label, result);
         }
       }
       outstanding--;
@@ -632,3 +645,5 @@ console.log(
 console.log("| scenario | ops | s | ops/s | p50 ms | p99 ms | server CPU µs/op | errors |");
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const line of rows) console.log(line);
+if (errorKinds.size > 0) console.log("\nErrors:");
+for (const [kind, count] of errorKinds) console.log(`- ${count} × ${kind}`);
