@@ -26,7 +26,9 @@ export const SLOT_BYTES = 2048;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 const SO_TYPE = 3;
+const SO_REUSEPORT = 15;
 const SOCK_DGRAM = 2;
 const SOL_UDP = 17;
 const UDP_SEGMENT = 103;
@@ -89,6 +91,24 @@ export function batchedIoSupported(): boolean {
   }
 }
 
+/**
+ * libc, opened once and shared by every open batch (binding the symbols costs milliseconds);
+ * closed with the last batch so no library outlives the sockets that use it.
+ */
+let shared: { lib: Libc; users: number } | undefined;
+
+function acquireLibc(): Libc {
+  shared ??= { lib: Deno.dlopen("libc.so.6", LIBC_SYMBOLS), users: 0 };
+  shared.users++;
+  return shared.lib;
+}
+
+function releaseLibc(): void {
+  if (!shared || --shared.users > 0) return;
+  shared.lib.close();
+  shared = undefined;
+}
+
 /** Sends that `flush` could not complete without blocking, in order. */
 export type Unsent = Array<[Uint8Array, Deno.NetAddr]>;
 
@@ -125,7 +145,7 @@ export class UdpBatch {
     if (!batchedIoSupported()) return undefined;
     let lib: Libc;
     try {
-      lib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+      lib = acquireLibc();
     } catch {
       return undefined;
     }
@@ -136,7 +156,7 @@ export class UdpBatch {
     } catch {
       // fall through: no batching
     }
-    lib.close();
+    releaseLibc();
     return undefined;
   }
 
@@ -300,7 +320,7 @@ export class UdpBatch {
     this.#sendData.fill(undefined);
     this.#sendAddr.fill(undefined);
     this.#sendCount = 0;
-    this.#lib.close();
+    releaseLibc();
   }
 }
 
@@ -530,7 +550,9 @@ export function formatIpv6(b: Uint8Array): string {
 
 /**
  * The fd of the one UDP socket of this process bound to `addr`, or undefined when there is
- * none or more than one (e.g. SO_REUSEPORT): batching the wrong fd must never happen.
+ * none or more than one (e.g. SO_REUSEPORT): batching the wrong fd must never happen. A socket
+ * without SO_REUSEADDR/SO_REUSEPORT owns its address alone, so the search stops there; it
+ * starts at the highest fd, where a new socket usually is.
  */
 function findUdpFd(lib: Libc, addr: Deno.NetAddr): number | undefined {
   const expected = new Uint8Array(SOCKADDR_BYTES);
@@ -538,23 +560,45 @@ function findUdpFd(lib: Libc, addr: Deno.NetAddr): number | undefined {
   if (expectedLength === 0) return undefined;
   const name = new Uint8Array(SOCKADDR_BYTES);
   const nameLength = new Uint32Array(1);
-  const type = new Int32Array(1);
-  const typeLength = new Uint32Array(1);
-  let found: number | undefined;
+  const option = new Int32Array(1);
+  const optionLength = new Uint32Array(1);
+  const getOption = (fd: number, name: number): number | undefined => {
+    optionLength[0] = 4;
+    return lib.symbols.getsockopt(fd, SOL_SOCKET, name, option, optionLength) === 0
+      ? option[0]
+      : undefined;
+  };
+  const isOurs = (fd: number): boolean => {
+    nameLength[0] = SOCKADDR_BYTES;
+    if (lib.symbols.getsockname(fd, name, nameLength) !== 0) return false; // not a socket
+    if (nameLength[0] !== expectedLength || !sameSockaddr(name, expected)) return false;
+    return getOption(fd, SO_TYPE) === SOCK_DGRAM;
+  };
+  const alone = (fd: number) =>
+    getOption(fd, SO_REUSEADDR) === 0 && getOption(fd, SO_REUSEPORT) === 0;
+  // Sockets opened one after another usually get consecutive fds: try those first.
+  for (let fd = lastFoundFd + 1; fd <= lastFoundFd + 4; fd++) {
+    if (isOurs(fd) && alone(fd)) return lastFoundFd = fd;
+  }
+  const fds: number[] = [];
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     const fd = Number(entry.name);
-    if (!Number.isInteger(fd)) continue;
-    nameLength[0] = SOCKADDR_BYTES;
-    if (lib.symbols.getsockname(fd, name, nameLength) !== 0) continue; // not a socket
-    if (nameLength[0] !== expectedLength || !sameSockaddr(name, expected)) continue;
-    typeLength[0] = 4;
-    if (lib.symbols.getsockopt(fd, SOL_SOCKET, SO_TYPE, type, typeLength) !== 0) continue;
-    if (type[0] !== SOCK_DGRAM) continue;
+    if (Number.isInteger(fd)) fds.push(fd);
+  }
+  fds.sort((a, b) => b - a);
+  let found: number | undefined;
+  for (const fd of fds) {
+    if (!isOurs(fd)) continue;
     if (found !== undefined) return undefined;
     found = fd;
+    if (alone(fd)) break;
   }
+  if (found !== undefined) lastFoundFd = found;
   return found;
 }
+
+/** Where the last search found its socket (a hint for the next one). */
+let lastFoundFd = 2;
 
 /** Family, port and address equal (flow info and scope id ignored). */
 function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {

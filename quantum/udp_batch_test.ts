@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { formatIpv6, parseIpv4, parseIpv6 } from "./_udp_batch.ts";
-import { listenUdp, type UdpPacketConn } from "./packet_conn.ts";
+import { listenUdp, UdpPacketConn } from "./packet_conn.ts";
 
 const RCVBUF = 4 << 20;
 
@@ -260,6 +260,34 @@ Deno.test({
       peer.close();
     }
   },
+});
+
+Deno.test("two sockets sharing one address (reuseAddress) are not batched: whose fd is whose?", () => {
+  const first = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: 0,
+    transport: "udp",
+    reuseAddress: true,
+  });
+  const second = Deno.listenDatagram({
+    hostname: "127.0.0.1",
+    port: (first.addr as Deno.NetAddr).port,
+    transport: "udp",
+    reuseAddress: true,
+  });
+  const a = new UdpPacketConn(first);
+  const b = new UdpPacketConn(second);
+  try {
+    assert.ok(!a.batched && !b.batched);
+  } finally {
+    a.close();
+    b.close();
+  }
+  const alone = new UdpPacketConn(
+    Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp", reuseAddress: true }),
+  );
+  assert.ok(alone.batched, "one socket with reuseAddress is still found");
+  alone.close();
 });
 
 Deno.test("without --allow-ffi a socket uses Deno's ops and still works", async () => {
