@@ -50,6 +50,8 @@ export interface BackendTarget {
 export interface Tunnel {
   /** host:port for the grpc-js client. */
   address: string;
+  /** True when the tunnel itself drops GOAWAY frames: no extra filter relay is needed. */
+  readonly dropsGoaway?: boolean;
   close(): Promise<void> | void;
 }
 
@@ -93,6 +95,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
   const tunnels: Tunnel[] = [];
   const resolve = async (target: BackendTarget): Promise<string> => {
     let address = target.address;
+    let goawayDropped = false;
     if (target.transport === "quantum") {
       if (options.tunnel === undefined) {
         throw new RangeError(`transport "quantum" for ${target.address} needs a tunnel factory`);
@@ -100,8 +103,10 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
       const tunnel = await options.tunnel(splitAddress(target.address));
       tunnels.push(tunnel);
       address = tunnel.address;
+      goawayDropped = tunnel.dropsGoaway === true;
     }
-    if (options.filterGoaway === false) return address;
+    // One relay, not two: a tunnel that already drops GOAWAY needs no filter in front.
+    if (options.filterGoaway === false || goawayDropped) return address;
     const filter = await startGoawayFilter(splitAddress(address));
     tunnels.push(filter);
     return filter.address;

@@ -24,6 +24,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Duplex } from "node:stream";
 import type { QuantumConnection } from "./connection.ts";
+import { GoawayStripper } from "../kernel/grpc_guard.ts";
 import { dial, type DialOptions, type QuantumListener } from "./endpoint.ts";
 
 /**
@@ -133,12 +134,20 @@ export function serveGrpcOverQuantum(
 export type QuantumTunnelOptions = DialOptions & {
   /** Loopback port for the TCP side (default 0: any free port). */
   localPort?: number;
+  /**
+   * Drop HTTP/2 GOAWAY frames on their way to the gRPC client (default true): Deno 2.9's
+   * node:http2 can abort the client process on a received GOAWAY (see kernel/grpc_guard.ts),
+   * and doing it here spares the caller a second loopback relay.
+   */
+  dropGoaway?: boolean;
 };
 
 /** A running loopback TCP ⇄ Quantum tunnel. */
 export interface QuantumTunnel {
   /** `"127.0.0.1:NNNN"`, ready for a grpc-js client. */
   readonly address: string;
+  /** True when server → client GOAWAY frames are dropped (option `dropGoaway`). */
+  readonly dropsGoaway: boolean;
   /** Stop accepting and close every tunnelled connection (TCP and Quantum). */
   close(): Promise<void>;
 }
@@ -156,8 +165,76 @@ export function startQuantumTunnel(options: QuantumTunnelOptions): Promise<Quant
   }
 }
 
+/** Most bytes gathered into one write while the previous write is still in progress. */
+const MAX_COALESCED_BYTES = 256 * 1024;
+
+/**
+ * Copy `read` chunks to `write`, gathering the chunks that arrive while a write is pending
+ * into the next single write (one syscall / Quantum write for a burst of HTTP/2 frames).
+ * Reading pauses once `MAX_COALESCED_BYTES` are waiting. Resolves at end of input after
+ * everything is written; rejects on the first read or write error, after calling `onError`
+ * (which must unblock a pending `read`, e.g. by closing the source).
+ */
+async function pumpCoalesced(pipe: {
+  read: () => Promise<Uint8Array | null>;
+  write: (bytes: Uint8Array) => Promise<void>;
+  filter?: (chunk: Uint8Array) => Uint8Array;
+  onError: () => void;
+}): Promise<void> {
+  let waiting: Uint8Array[] = [];
+  let waitingBytes = 0;
+  let writing: Promise<void> | null = null;
+  let failure: { error: unknown } | null = null;
+  const drain = async () => {
+    while (waiting.length > 0) {
+      const bytes = waiting.length === 1 ? waiting[0]! : concat(waiting, waitingBytes);
+      waiting = [];
+      waitingBytes = 0;
+      await pipe.write(bytes);
+    }
+  };
+  const flush = () =>
+    writing ??= drain().then(
+      () => {
+        writing = null;
+      },
+      (error) => {
+        writing = null;
+        failure ??= { error };
+        pipe.onError();
+      },
+    );
+  try {
+    while (failure === null) {
+      const chunk = await pipe.read();
+      if (chunk === null) break;
+      const out = pipe.filter ? pipe.filter(chunk) : chunk;
+      if (out.length === 0) continue;
+      waiting.push(out);
+      waitingBytes += out.length;
+      const pending = flush();
+      if (waitingBytes >= MAX_COALESCED_BYTES) await pending;
+    }
+    while (writing !== null) await writing;
+  } catch (error) {
+    failure ??= { error };
+    pipe.onError();
+  }
+  if (failure !== null) throw failure.error;
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
 function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
-  const { localPort, ...dialOptions } = options;
+  const { localPort, dropGoaway = true, ...dialOptions } = options;
   const tcp = Deno.listen({ hostname: "127.0.0.1", port: localPort ?? 0 });
   const active = new Set<{ socket: Deno.TcpConn; conn: QuantumConnection | null }>();
   const pipes = new Set<Promise<void>>();
@@ -169,17 +246,46 @@ function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
     try {
       const conn = await dial(dialOptions);
       entry.conn = conn;
-      const up = socket.readable.pipeTo(conn.writable);
-      const down = conn.readable.pipeTo(socket.writable);
+      // A failure either way ends both: closing both ends unblocks the other direction.
+      const onError = () => {
+        conn.abort("tunnel pipe failed");
+        try {
+          socket.close();
+        } catch { /* already closed */ }
+      };
+      // TCP → Quantum: each read takes whatever the kernel has (up to 64 KiB).
+      const buffer = new Uint8Array(64 * 1024);
+      const writer = conn.writable.getWriter();
+      const up = pumpCoalesced({
+        read: async () => {
+          const n = await socket.read(buffer);
+          return n === null ? null : buffer.slice(0, n);
+        },
+        write: (bytes) => writer.write(bytes),
+        onError,
+      }).then(() => writer.close());
+      // Quantum → TCP, without the server's GOAWAY frames when asked.
+      const reader = conn.readable.getReader();
+      const stripper = dropGoaway ? new GoawayStripper() : undefined;
+      const down = pumpCoalesced({
+        read: async () => {
+          const { value, done } = await reader.read();
+          return done ? null : value;
+        },
+        write: (bytes) => writeAll(socket, bytes),
+        ...(stripper ? { filter: (chunk: Uint8Array) => stripper.push(chunk) } : {}),
+        onError,
+      }).then(() => socket.closeWrite());
       const [a, b] = await Promise.allSettled([up, down]);
-      if (a.status === "rejected" || b.status === "rejected") conn.abort("tunnel pipe failed");
+      if (a.status === "rejected" || b.status === "rejected") onError();
       await conn.close();
+      socket.close();
     } catch {
       // Dial failure or reset: the TCP side sees its connection closed.
       entry.conn?.abort("tunnel closed");
       try {
         socket.close();
-      } catch { /* already closed by a pipe */ }
+      } catch { /* already closed */ }
     } finally {
       active.delete(entry);
     }
@@ -202,6 +308,7 @@ function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
   const port = (tcp.addr as Deno.NetAddr).port;
   return {
     address: `127.0.0.1:${port}`,
+    dropsGoaway: dropGoaway,
     async close() {
       tcp.close();
       await accepting;
@@ -214,4 +321,9 @@ function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
       await Promise.allSettled([...pipes]);
     },
   };
+}
+
+async function writeAll(socket: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await socket.write(bytes.subarray(written));
 }

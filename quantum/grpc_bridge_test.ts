@@ -196,3 +196,59 @@ Deno.test("grpc-js reconnects through the tunnel after the Quantum server restar
     second?.forceShutdown();
   }
 });
+
+/** An HTTP/2 frame: 9-byte header (length, type, flags, stream id 0) and a filled payload. */
+function frame(type: number, length: number, fill: number): Uint8Array {
+  const bytes = new Uint8Array(9 + length).fill(fill, 9);
+  bytes.set([length >> 16, (length >> 8) & 0xff, length & 0xff, type, 0, 0, 0, 0, 0]);
+  return bytes;
+}
+
+async function readAllFrom(conn: { readable: ReadableStream<Uint8Array> }): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const chunk of conn.readable) parts.push(chunk);
+  return new Uint8Array(parts.flatMap((part) => [...part]));
+}
+
+for (const dropGoaway of [true, false]) {
+  Deno.test(`the tunnel carries bytes both ways and ${dropGoaway ? "drops" : "keeps"} GOAWAY frames (dropGoaway: ${dropGoaway})`, async () => {
+    const listener = listen({ hostname: "127.0.0.1", port: 0 });
+    const settings = frame(0x4, 0, 0);
+    const goaway = frame(0x7, 8, 0xaa);
+    const ping = frame(0x6, 8, 0x55);
+    const upload = new Uint8Array(200_000).map((_, i) => i % 251);
+    const served = (async () => {
+      for await (const conn of listener) {
+        const received = await readAllFrom(conn); // the client's whole upload, then FIN
+        const writer = conn.writable.getWriter();
+        // The GOAWAY split across writes, as it may arrive in packets.
+        for (const part of [settings, goaway.subarray(0, 4), goaway.subarray(4), ping]) {
+          await writer.write(part);
+        }
+        await writer.close();
+        return received;
+      }
+    })();
+    const tunnel = await startQuantumTunnel({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+      dropGoaway,
+    });
+    try {
+      assert.equal(tunnel.dropsGoaway, dropGoaway);
+      const [hostname, port] = tunnel.address.split(":");
+      const socket = await Deno.connect({ hostname: hostname!, port: Number(port) });
+      for (let at = 0; at < upload.length; at += 1000) {
+        await socket.write(upload.subarray(at, at + 1000));
+      }
+      await socket.closeWrite();
+      const downloaded = await readAllFrom(socket); // closes the socket at its end
+      assert.deepEqual(await served, upload);
+      const expected = dropGoaway ? [settings, ping] : [settings, goaway, ping];
+      assert.deepEqual(downloaded, new Uint8Array(expected.flatMap((f) => [...f])));
+    } finally {
+      await tunnel.close();
+      await listener.close();
+    }
+  });
+}
