@@ -207,7 +207,7 @@ export class UdpBatch {
         i = sent < messages ? this.#messageStart[sent]! : count;
         continue;
       }
-      const errno = this.#errno.getInt32();
+      const errno = sent === 0 ? EAGAIN : this.#errno.getInt32(); // 0: never, but never spin
       if (errno === EINTR) continue;
       if (errno === EAGAIN) {
         unsent = [];
