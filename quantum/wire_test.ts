@@ -94,6 +94,19 @@ Deno.test("the fixed header puts every field at the offset DESIGN.md names", () 
   assert.equal(bytes.length, HEADER_SIZE + 7 + 3 + 4);
 });
 
+Deno.test("crc32c() is the same on aligned (word) and unaligned (byte) input of any length", () => {
+  const backing = new Uint8Array(1300 + 4).map((_, i) => (i * 167 + 13) & 0xff);
+  for (let length = 0; length <= 1300; length += length < 40 ? 1 : 97) {
+    const aligned = new Uint8Array(length);
+    aligned.set(backing.subarray(1, 1 + length));
+    const unaligned = backing.subarray(1, 1 + length); // byteOffset 1: the byte-wise loop
+    assert.equal(crc32c(aligned), crc32c(unaligned), `length ${length}`);
+  }
+  const check = new Uint8Array(12);
+  check.set(new TextEncoder().encode("123456789"), 1);
+  assert.equal(crc32c(check.subarray(1, 10)), 0xe3069283);
+});
+
 Deno.test("crc32c() matches the CRC-32C check value", () => {
   assert.equal(crc32c(new TextEncoder().encode("123456789")), 0xe3069283);
 });
