@@ -173,9 +173,9 @@ const MAX_COALESCED_BYTES = 256 * 1024;
  * into the next single write (one syscall / Quantum write for a burst of HTTP/2 frames).
  * Reading pauses once `MAX_COALESCED_BYTES` are waiting. Resolves at end of input after
  * everything is written; rejects on the first read or write error, after calling `onError`
- * (which must unblock a pending `read`, e.g. by closing the source).
+ * (which must unblock a pending `read`, e.g. by closing the source). Exported for tests.
  */
-async function pumpCoalesced(pipe: {
+export async function pumpCoalesced(pipe: {
   read: () => Promise<Uint8Array | null>;
   write: (bytes: Uint8Array) => Promise<void>;
   filter?: (chunk: Uint8Array) => Uint8Array;
@@ -183,27 +183,33 @@ async function pumpCoalesced(pipe: {
 }): Promise<void> {
   let waiting: Uint8Array[] = [];
   let waitingBytes = 0;
-  let writing: Promise<void> | null = null;
+  // `draining` changes in the same turn as the drain loop's last check, so a chunk queued
+  // after that check always starts a new drain (never stranded behind a finished one).
+  let draining = false;
+  let drained: Promise<void> = Promise.resolve();
   let failure: { error: unknown } | null = null;
   const drain = async () => {
-    while (waiting.length > 0) {
-      const bytes = waiting.length === 1 ? waiting[0]! : concat(waiting, waitingBytes);
-      waiting = [];
-      waitingBytes = 0;
-      await pipe.write(bytes);
+    try {
+      while (waiting.length > 0 && failure === null) {
+        const bytes = waiting.length === 1 ? waiting[0]! : concat(waiting, waitingBytes);
+        waiting = [];
+        waitingBytes = 0;
+        await pipe.write(bytes);
+      }
+    } catch (error) {
+      failure ??= { error };
+      pipe.onError();
+    } finally {
+      draining = false;
     }
   };
-  const flush = () =>
-    writing ??= drain().then(
-      () => {
-        writing = null;
-      },
-      (error) => {
-        writing = null;
-        failure ??= { error };
-        pipe.onError();
-      },
-    );
+  const flush = () => {
+    if (!draining) {
+      draining = true;
+      drained = drain();
+    }
+    return drained;
+  };
   try {
     while (failure === null) {
       const chunk = await pipe.read();
@@ -215,7 +221,7 @@ async function pumpCoalesced(pipe: {
       const pending = flush();
       if (waitingBytes >= MAX_COALESCED_BYTES) await pending;
     }
-    while (writing !== null) await writing;
+    while (draining) await drained;
   } catch (error) {
     failure ??= { error };
     pipe.onError();

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { listen } from "./endpoint.ts";
-import { serveGrpcOverQuantum, startQuantumTunnel } from "./grpc_bridge.ts";
+import { pumpCoalesced, serveGrpcOverQuantum, startQuantumTunnel } from "./grpc_bridge.ts";
 import { startRelay } from "./relay.ts";
 
 const json = {
@@ -252,3 +252,49 @@ for (const dropGoaway of [true, false]) {
     }
   });
 }
+
+Deno.test("pumpCoalesced delivers every chunk in order, each without waiting for more input, joining chunks queued during a write", async () => {
+  // Reads and writes that settle after varying numbers of microtask turns, so every
+  // interleaving of "a write finishes" and "a chunk arrives" comes up.
+  const turns = async (n: number) => {
+    for (let i = 0; i < n; i++) await Promise.resolve();
+  };
+  const chunks = Array.from({ length: 3000 }, (_, i) => new Uint8Array([i % 256, i % 7]));
+  let next = 0;
+  const written: Uint8Array[] = [];
+  let writtenBytes = 0;
+  let wake: (() => void) | null = null;
+  const pumped = pumpCoalesced({
+    read: async () => {
+      await turns(next % 5);
+      if (next >= chunks.length) return null;
+      // Every third chunk is a request that waits for its answer: its bytes must go out
+      // without a further chunk coming to push them.
+      if (next % 3 === 0) {
+        while (writtenBytes < next * 2) await new Promise<void>((resolve) => (wake = resolve));
+      }
+      return chunks[next++]!;
+    },
+    write: async (bytes) => {
+      await turns(written.length % 11);
+      written.push(bytes);
+      writtenBytes += bytes.length;
+      // The waiting read resumes a few turns around the moment this write settles.
+      const waker = wake;
+      void turns(written.length % 4).then(() => waker?.());
+    },
+    onError: () => assert.fail("no error expected"),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`stalled after ${writtenBytes} bytes`)), 5000);
+  });
+  try {
+    await Promise.race([pumped, stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const joined = new Uint8Array(written.flatMap((w) => [...w]));
+  assert.deepEqual(joined, new Uint8Array(chunks.flatMap((c) => [...c])));
+  assert.ok(written.length < chunks.length, `${written.length} writes for ${chunks.length} chunks`);
+});
