@@ -22,8 +22,9 @@
  * can abort the server process inside nghttp2 (denoland/deno#36788); the child server may
  * print that assertion after the last scenario. The numbers are taken before.
  *
- * Options: `--quick` runs smaller counts (a smoke run); `--profile=DIR` has the child
- * servers write CPU profiles into DIR.
+ * Options: `--quick` runs smaller counts (a smoke run); `--hot-path` runs only the stream
+ * scenarios of the two child servers (SubmitOperations 1 x 1024, the batches; for quick
+ * before/after comparisons); `--profile=DIR` has the child servers write CPU profiles into DIR.
  * @module
  */
 import { type ClientDuplexStream, credentials, type ServiceError } from "@grpc/grpc-js";
@@ -33,6 +34,8 @@ import { HealthClient } from "../../proto/gen/health.ts";
 import { opToProto, startStateSyncService, StateSyncConfigSchema } from "../../statesync/mod.ts";
 
 const QUICK = Deno.args.includes("--quick");
+/** `--hot-path`: only the SubmitOperations / SubmitOperationBatches stream scenarios. */
+const HOT_PATH = Deno.args.includes("--hot-path");
 /** `--profile=DIR`: the child servers write V8 CPU profiles (.cpuprofile) into DIR. */
 const PROFILE_DIR = Deno.args.find((a) => a.startsWith("--profile="))?.slice("--profile=".length);
 const DOCS = 100;
@@ -612,29 +615,32 @@ try {
     const server = await childServer(storage, `${dataDir}/${storage}`);
     try {
       const where = `2 processes, ${storage}`;
-      rows.push(...await scenarios(server.address, where, storage === "kv", server.pid));
+      const all = storage === "kv" && !HOT_PATH;
+      rows.push(...await scenarios(server.address, where, all, server.pid));
     } finally {
       await server.stop();
     }
   }
   // 2. Server and client in one process.
-  const config = StateSyncConfigSchema.parse({
-    port: 0,
-    storage: "kv",
-    dataDir: `${dataDir}/inproc`,
-    logLevel: "warn",
-  });
-  const service = await startStateSyncService(config);
-  try {
-    const client = new pb.StateSyncServiceClient(service.address, credentials.createInsecure());
-    const docs = await createDocs(client);
-    await submitLoad("warm-up", client, docs, { total: WARM_UP, streams: 1, inFlight: 256 });
-    const label = "1 process (client + server), kv: SubmitOperations, 1 stream x 1024 in flight";
-    const options = { total: STREAM_OPS, streams: 1, inFlight: 1024 };
-    rows.push(row(await measured(Deno.pid, () => submitLoad(label, client, docs, options))));
-    client.close();
-  } finally {
-    await service.shutdown();
+  if (!HOT_PATH) {
+    const config = StateSyncConfigSchema.parse({
+      port: 0,
+      storage: "kv",
+      dataDir: `${dataDir}/inproc`,
+      logLevel: "warn",
+    });
+    const service = await startStateSyncService(config);
+    try {
+      const client = new pb.StateSyncServiceClient(service.address, credentials.createInsecure());
+      const docs = await createDocs(client);
+      await submitLoad("warm-up", client, docs, { total: WARM_UP, streams: 1, inFlight: 256 });
+      const label = "1 process (client + server), kv: SubmitOperations, 1 stream x 1024 in flight";
+      const options = { total: STREAM_OPS, streams: 1, inFlight: 1024 };
+      rows.push(row(await measured(Deno.pid, () => submitLoad(label, client, docs, options))));
+      client.close();
+    } finally {
+      await service.shutdown();
+    }
   }
 } finally {
   await Deno.remove(dataDir, { recursive: true });
