@@ -22,6 +22,8 @@ import {
   type ServerWritableStream,
 } from "@grpc/grpc-js";
 import { SpanKind, trace } from "@opentelemetry/api";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Buffer } from "node:buffer";
 import {
   addHealthService,
   AppError,
@@ -69,6 +71,7 @@ import {
   pathFromProto,
   presenceToProto,
   sharedEventProto,
+  sharedOperationProto,
   strategyFromProto,
 } from "./convert.ts";
 import * as pb from "../proto/gen/statesync.ts";
@@ -139,6 +142,17 @@ const tracer = trace.getTracer("aetherflow-statesync");
 
 /** The gRPC service name, as health checks name it. */
 export const STATESYNC_SERVICE_NAME = "aetherflow.statesync.v1.StateSyncService";
+
+/** The span of one submitted op (built once: it is the same for every op). */
+const SUBMIT_SPAN_NAME = `${STATESYNC_SERVICE_NAME}/SubmitOperations`;
+const SUBMIT_SPAN_OPTIONS = {
+  kind: SpanKind.SERVER,
+  attributes: {
+    "rpc.system": "grpc",
+    "rpc.service": STATESYNC_SERVICE_NAME,
+    "rpc.method": "SubmitOperations",
+  },
+} as const;
 
 const MAX_PAGE_SIZE = 1000;
 const DEFAULT_PAGE_SIZE = 100;
@@ -414,7 +428,7 @@ export class StateSyncService {
     }
     this.#observer?.observeApply(result, (performance.now() - started) / 1000);
     return {
-      operation: operationToProto(result.operation),
+      operation: sharedOperationProto(result.operation),
       version: result.version,
       duplicate: result.duplicate,
       held: result.held,
@@ -632,15 +646,8 @@ export class StateSyncService {
    */
   #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
     return tracer.startActiveSpan(
-      `${STATESYNC_SERVICE_NAME}/SubmitOperations`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          "rpc.system": "grpc",
-          "rpc.service": STATESYNC_SERVICE_NAME,
-          "rpc.method": "SubmitOperations",
-        },
-      },
+      SUBMIT_SPAN_NAME,
+      SUBMIT_SPAN_OPTIONS,
       contextFromTraceparent(request.traceparent),
       (span) =>
         this.#apply(request.apply, "apply.").then(
@@ -754,6 +761,41 @@ export class StateSyncService {
   }
 }
 
+/** One writer for every submit answer: its buffer stays grown instead of regrowing per message. */
+const answerWriter = new BinaryWriter();
+
+/**
+ * Encode with the shared writer. `finish()` returns a fresh copy of the bytes, which the
+ * Buffer wraps without a second copy (the generated serializer copies them again).
+ */
+function encodeAnswer<T>(
+  encode: (message: T, writer: BinaryWriter) => unknown,
+  message: T,
+): Buffer {
+  try {
+    encode(message, answerWriter);
+  } catch (error) {
+    answerWriter.finish(); // reset a half-written message
+    throw error;
+  }
+  const bytes = answerWriter.finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The service definition with cheaper answer serializers for the two submit streams. */
+const SERVICE_DEFINITION: typeof pb.StateSyncServiceService = {
+  ...pb.StateSyncServiceService,
+  submitOperations: {
+    ...pb.StateSyncServiceService.submitOperations,
+    responseSerialize: (value: pb.SubmitResult) => encodeAnswer(pb.SubmitResult.encode, value),
+  },
+  submitOperationBatches: {
+    ...pb.StateSyncServiceService.submitOperationBatches,
+    responseSerialize: (value: pb.SubmitBatchResult) =>
+      encodeAnswer(pb.SubmitBatchResult.encode, value),
+  },
+};
+
 /** A running StateSync gRPC server. */
 export interface RunningServer {
   /** The bound TCP port. */
@@ -796,12 +838,12 @@ export async function startStateSyncServer(
   const health = new HealthState([STATESYNC_SERVICE_NAME]);
   const grpc = options.grpcMetrics ?? new GrpcServerMetrics(new Registry());
   const gate = new CallGate();
-  const handlers = gateHandlers(pb.StateSyncServiceService, service.handlers(), gate, {
+  const handlers = gateHandlers(SERVICE_DEFINITION, service.handlers(), gate, {
     message: "StateSync service is shutting down",
   });
   server.addService(
-    pb.StateSyncServiceService,
-    grpc.instrument(pb.StateSyncServiceService, handlers, {
+    SERVICE_DEFINITION,
+    grpc.instrument(SERVICE_DEFINITION, handlers, {
       hooks: [grpcServerTracing("aetherflow-statesync")],
     }),
   );
