@@ -121,6 +121,8 @@ interface Unit {
   documentId: string;
   expectedVersion: number;
   head: DocumentHead;
+  /** `metaOf(head)`, computed once. */
+  meta?: string;
   mutations: Mutation[];
   bytes: number;
   keyBytes: number;
@@ -165,9 +167,8 @@ interface StoredOp {
   o: OperationRecord["op"];
 }
 
-/** JSON text of the stored form of an op. */
-function opText(op: OperationRecord): string {
-  const stored: StoredOp = {
+function storedOp(op: OperationRecord): StoredOp {
+  return {
     i: op.id,
     b: op.baseVersion,
     a: op.authorId,
@@ -176,7 +177,11 @@ function opText(op: OperationRecord): string {
     t: op.timestamp,
     o: op.op,
   };
-  return JSON.stringify(stored);
+}
+
+/** JSON text of the stored form of an op. */
+function opText(op: OperationRecord): string {
+  return JSON.stringify(storedOp(op));
 }
 
 /** The ops of one `op` row: a packed group from `first` on, or one op (older stores). */
@@ -202,6 +207,12 @@ function utf8Length(text: string): number {
   return /^[\x00-\x7f]*$/.test(text) ? text.length : encoder.encode(text).length;
 }
 
+/** Mutations written together in one go, and who waits for them. */
+interface PendingWrite {
+  mutations: Mutation[];
+  done: PromiseWithResolvers<void>;
+}
+
 /** Options for {@link KvDocumentStore}. */
 export interface KvDocumentStoreOptions {
   /** Key prefix so one KV database can hold several services (default `["statesync"]`). */
@@ -216,6 +227,8 @@ export class KvDocumentStore implements DocumentStore {
   #prefix: Deno.KvKey;
   #ownsKv: boolean;
   #stamps = new Map<string, CachedStamp>();
+  /** Snapshot writes gathering in this turn. */
+  #snapshotWrite: PendingWrite | undefined;
   #closed = false;
 
   /** Wrap an open KV handle (not closed by this store unless `ownsKv`). */
@@ -343,6 +356,8 @@ export class KvDocumentStore implements DocumentStore {
 
   /** Cut a request into units that each fit one transaction (usually exactly one unit). */
   #units(request: CommitRequest, index: number): Unit[] {
+    const single = this.#singleUnit(request, index);
+    if (single !== undefined) return [single];
     const items: Item[] = [];
     const dedupeByOp = new Map<string, DedupeEntry>();
     const loose: DedupeEntry[] = [];
@@ -413,6 +428,31 @@ export class KvDocumentStore implements DocumentStore {
     return units;
   }
 
+  /**
+   * The common request (only ops, packed into one value) as one unit, without measuring
+   * every op; undefined when the request needs {@link KvDocumentStore.#units}' general path.
+   */
+  #singleUnit(request: CommitRequest, index: number): Unit | undefined {
+    const first = request.ops[0];
+    if (first === undefined || request.dedupe.length > 0 || request.conflicts.length > 0) {
+      return undefined;
+    }
+    const value = encode(request.ops.map(storedOp));
+    if (value.length > CHUNK_BYTES) return undefined;
+    const key = this.#key("op", request.documentId, first.version);
+    const meta = metaOf(request.head);
+    return {
+      request: index,
+      documentId: request.documentId,
+      expectedVersion: request.expectedVersion,
+      head: request.head,
+      meta,
+      mutations: [{ key, value }],
+      bytes: value.length + keyBytes(key) + meta.length + 200,
+      keyBytes: keyBytes(key) + 200,
+    };
+  }
+
   /** The request's ops packed into values of at most CHUNK_BYTES, each with its ops' dedupe entries. */
   #opItems(request: CommitRequest, dedupeByOp: Map<string, DedupeEntry>): Item[] {
     const items: Item[] = [];
@@ -480,7 +520,7 @@ export class KvDocumentStore implements DocumentStore {
       const stamp = this.#stamps.get(unit.documentId)!;
       atomic.check({ key: verKey, versionstamp: stamp.versionstamp });
       for (const m of unit.mutations) atomic.set(m.key, m.value);
-      const meta = metaOf(unit.head);
+      const meta = unit.meta ??= metaOf(unit.head);
       if (meta !== stamp.meta) atomic.set(this.#key("head", unit.documentId), encodeText(meta));
       atomic.set(
         verKey,
@@ -493,7 +533,7 @@ export class KvDocumentStore implements DocumentStore {
       this.#stamps.set(unit.documentId, {
         version: unit.head.version,
         versionstamp: result.versionstamp,
-        meta: metaOf(unit.head),
+        meta: unit.meta!,
       });
     }
     return true;
@@ -602,13 +642,31 @@ export class KvDocumentStore implements DocumentStore {
     return ops;
   }
 
+  /**
+   * Snapshots requested in one event-loop turn (the engine saves those of a whole group
+   * commit at once) are written together: one transaction for 100 documents, not 100.
+   */
   async putSnapshot(documentId: string, snapshot: Snapshot): Promise<void> {
     this.#assertOpen();
     const mutations = this.#snapshotMutations(documentId, snapshot);
     for (const m of mutations) {
       if (m.value.length > MAX_VALUE_BYTES) throw new RangeError("Snapshot chunk too large");
     }
-    await this.#writeChunked(mutations);
+    await this.#queueSnapshot(mutations);
+  }
+
+  /** Add to the snapshot write gathering in this turn (started on first use). */
+  #queueSnapshot(mutations: Mutation[]): Promise<void> {
+    if (this.#snapshotWrite === undefined) {
+      const write: PendingWrite = { mutations: [], done: Promise.withResolvers<void>() };
+      this.#snapshotWrite = write;
+      queueMicrotask(() => {
+        this.#snapshotWrite = undefined;
+        this.#writeChunked(write.mutations).then(write.done.resolve, write.done.reject);
+      });
+    }
+    this.#snapshotWrite.mutations.push(...mutations);
+    return this.#snapshotWrite.done.promise;
   }
 
   async getSnapshot(documentId: string, atOrBefore: number): Promise<Snapshot | null> {

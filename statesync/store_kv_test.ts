@@ -96,3 +96,42 @@ Deno.test("KvDocumentStore: reads ops stored one per key (older layout) next to 
     kv.close();
   }
 });
+
+Deno.test("KvDocumentStore: snapshots requested in one turn are written in one transaction", async () => {
+  await using dir = await tempDir("statesync-kv-");
+  const kv = await Deno.openKv(`${dir.path}/store.kv`);
+  try {
+    const store = new KvDocumentStore(kv);
+    const ids = Array.from({ length: 20 }, () => newId());
+    for (const id of ids) {
+      await store.createDocument({
+        id,
+        name: "snap",
+        type: "json",
+        state: "active",
+        ownerId: "alice",
+        permissions: { editors: [], viewers: [], publicRead: false },
+        version: 0,
+        createdAt: 1,
+        updatedAt: 1,
+        metadata: {},
+        conflictStrategy: "merge",
+      }, { n: 0 });
+    }
+    let transactions = 0;
+    const atomic = kv.atomic.bind(kv);
+    kv.atomic = () => {
+      transactions++;
+      return atomic();
+    };
+    await Promise.all(
+      ids.map((id, i) => store.putSnapshot(id, { version: 100, content: { n: i } })),
+    );
+    assert.equal(transactions, 1);
+    for (const [i, id] of ids.entries()) {
+      assert.deepEqual(await store.getSnapshot(id, 100), { version: 100, content: { n: i } });
+    }
+  } finally {
+    kv.close();
+  }
+});
