@@ -17,7 +17,7 @@
  *
  * Not implemented from Linux: the long-term (policer) bandwidth estimate and the ACK-aggregation
  * cwnd extension. Loss handling follows Linux: cwnd shrinks by the lost bytes, packet conservation
- * for the first round of recovery, and the cwnd saved before recovery (or an RTO) is restored after.
+ * for the first round of recovery, and the cwnd saved before recovery (or persistent congestion) is restored after.
  *
  * Times are ms, sizes bytes, rates bytes per second.
  *
@@ -313,8 +313,8 @@ export class Bbr implements CongestionController {
     this.#setCwnd(now, acked, event.bytesInFlight, sample?.rtt);
   }
 
-  /** The RTO fired: everything in flight is presumed lost; restart from the cwnd floor. */
-  onRetransmissionTimeout(now: number): void {
+  /** Persistent congestion: everything in flight was lost; restart from the cwnd floor. */
+  onPersistentCongestion(now: number): void {
     this.#saveCwnd();
     this.#inRecovery = true;
     this.#rtoTime = now;
@@ -532,7 +532,7 @@ export class Bbr implements CongestionController {
    * quanta). Random loss is not congestion; the estimate (a delivery-rate maximum) already
    * falls when the path really is congested, so losses only take the window down to what the
    * model says the path carries (and a STARTUP that keeps its window still sees the pipe
-   * fill). After an RTO: one packet (Linux).
+   * fill). After persistent congestion: one packet (Linux after an RTO).
    */
   #lossFloor(): number {
     if (this.#rtoTime !== undefined) return this.#mss;

@@ -624,13 +624,13 @@ Deno.test("cwnd never falls below 4 packets, even under heavy loss", () => {
   assert.ok(min >= BBR_MIN_CWND_PACKETS * MSS, `min cwnd ${min}`);
 });
 
-Deno.test("an RTO drops cwnd to the floor and restores the saved cwnd once new data is acked", () => {
+Deno.test("persistent congestion drops cwnd to the floor and restores the saved cwnd once new data is acked", () => {
   const bbr = createBbr({ mss: MSS, now: 0, random: () => 0 });
   const path = new Path(bbr, { rate: 1_000_000, rtt: 20 });
   path.run(1000);
   const before = bbr.congestionWindow();
   assert.ok(before > 10 * MSS);
-  bbr.onRetransmissionTimeout(1000);
+  bbr.onPersistentCongestion(1000);
   assert.equal(bbr.congestionWindow(), BBR_MIN_CWND_PACKETS * MSS);
   assert.equal(bbr.state().inRecovery, true);
   // An ACK for a packet sent before the RTO does not end the loss state.

@@ -63,8 +63,11 @@ export interface CongestionController {
   ): void;
   /** Packets were acknowledged and/or declared lost. */
   onAck(event: AckEvent): void;
-  /** The retransmission timer fired. */
-  onRetransmissionTimeout(now: number): void;
+  /**
+   * Persistent congestion (RFC 9002 §7.6): ACKs showed the packets were lost across repeated
+   * retransmission timeouts. A timeout alone is not reported: it is usually a stall.
+   */
+  onPersistentCongestion(now: number): void;
   /** The sender has nothing more to send. */
   onAppLimited(now: number, bytesInFlight: number): void;
 }

@@ -120,10 +120,12 @@ export interface ConnectionStats {
   retransmits: number;
   /** Packets declared lost by SACK/duplicate-ACK detection (fast retransmit). */
   fastRetransmits: number;
-  /** Retransmission timer expiries. */
+  /** Retransmission (probe) timer expiries; each sends at most two probes, see PROTOCOL.md. */
   rtoCount: number;
   /** Tail loss probes sent (RACK-TLP style, 2·SRTT after the last send). */
   tailLossProbes: number;
+  /** Times ACK-detected loss followed repeated timeouts and the congestion window collapsed. */
+  persistentCongestion: number;
   /** Duplicate data packets received. */
   duplicates: number;
   /** Packets recovered by an FEC hook that delivered data not received otherwise. */
@@ -240,6 +242,12 @@ interface Segment extends SentPacket {
   fin: boolean;
   txCount: number;
   txIndex: number;
+  /**
+   * When the latest transmission is a probe (TLP or PTO) of a packet still in flight: the
+   * transmission index of the copy sent before it, else 0. An ACK cannot tell which copy
+   * arrived, so it only proves this earlier one (see #onAck).
+   */
+  probeOf: number;
   sacked: boolean;
   lost: boolean;
   inFlight: boolean;
@@ -252,6 +260,11 @@ const READ_CHUNK_BYTES = 64 * 1024;
 const TLP_MIN_MS = 2;
 /** Tail loss probes before the RTO may fire (QUIC sends two probes). */
 const MAX_TLPS = 2;
+/**
+ * Consecutive retransmission-timer expiries without an ACK after which ACK-detected loss
+ * counts as persistent congestion (≈ RFC 9002 §7.6's 3·PTO: PTO + 2·PTO with backoff).
+ */
+const PERSISTENT_CONGESTION_TIMEOUTS = 2;
 /** FIN retransmissions after which a peer that already finished is assumed gone. */
 const FIN_RETRIES = 4;
 /** Longest wait between zero-window probes (ms). */
@@ -370,6 +383,7 @@ export class Connection implements QuantumConnection {
     fecRecovered: 0,
     migrations: 0,
     tailLossProbes: 0,
+    persistentCongestion: 0,
   };
   #drops: Partial<Record<DropReason, number>> = {};
 
@@ -644,10 +658,14 @@ export class Connection implements QuantumConnection {
     // A retransmission acknowledged sooner than the min RTT was not what the ACK saw: the
     // original arrived (RFC 8985 §6.2). Its transmission index must not advance loss detection
     // (every packet sent before it would look lost) nor give an RTT sample.
+    // A probe duplicates a packet still in flight, so its ACK proves only the earlier copy.
     const minRtt = this.#rtt.hasSample ? this.#rtt.minRtt : 0;
+    const provenTx = (seg: Segment) => seg.probeOf || seg.txIndex;
     const isNewest = (seg: Segment) =>
-      (!newest || seg.txIndex > newest.txIndex) &&
-      !(seg.txCount > 1 && now - seg.sentAt < minRtt);
+      (!newest || provenTx(seg) > provenTx(newest)) &&
+      (seg.probeOf > 0 || !(seg.txCount > 1 && now - seg.sentAt < minRtt));
+    // Timer expiries since the last ACK of new data (reset below once this one advances).
+    const timeouts = this.#rtt.backoff;
     while (this.#sndUna < ack) {
       const seg = this.#segments.get(this.#sndUna);
       if (seg) {
@@ -678,7 +696,7 @@ export class Connection implements QuantumConnection {
     }
     let rttSample: number | undefined;
     if (newest) {
-      this.#largestAckedTx = Math.max(this.#largestAckedTx, newest.txIndex);
+      this.#largestAckedTx = Math.max(this.#largestAckedTx, provenTx(newest));
       if (newest.txCount === 1 && !recovered) {
         rttSample = now - newest.sentAt;
         this.#rtt.addSample(rttSample, Math.min(info.ackDelayMicros / 1000, this.#maxAckDelay));
@@ -703,6 +721,13 @@ export class Connection implements QuantumConnection {
         priorBytesInFlight: prior,
         bytesInFlight: this.#bytesInFlight,
       });
+    }
+    // Loss found by ACKs after repeated timeouts: the path really was down (persistent
+    // congestion), so the controller restarts from its minimum window. A timeout alone never
+    // does this: after a scheduling stall the ACK shows the flight arrived and nothing changes.
+    if (lost.length > 0 && timeouts >= PERSISTENT_CONGESTION_TIMEOUTS) {
+      this.#stats.persistentCongestion++;
+      this.#cc.onPersistentCongestion(now);
     }
     if (this.#finSeq >= 0 && this.#sndUna > this.#finSeq && !this.#finAcked) {
       this.#finAcked = true;
@@ -1053,6 +1078,7 @@ export class Connection implements QuantumConnection {
         sentAt: now,
         txCount: 0,
         txIndex: 0,
+        probeOf: 0,
         sacked: false,
         lost: false,
         inFlight: false,
@@ -1144,6 +1170,7 @@ export class Connection implements QuantumConnection {
   #transmit(seg: Segment, now: number, retransmission: boolean): void {
     seg.txCount++;
     seg.txIndex = ++this.#txCounter;
+    seg.probeOf = 0;
     seg.sentAt = now;
     seg.lost = false;
     seg.inFlight = true;
@@ -1350,11 +1377,30 @@ export class Connection implements QuantumConnection {
     if (!newest) return;
     this.#tlpCount++;
     this.#stats.tailLossProbes++;
-    // Not a loss signal: the segment stays in flight; its ACK (or SACK) repairs the tail.
-    this.#bytesInFlight -= newest.bytes;
-    this.#transmit(newest, now, true);
+    this.#sendProbe(newest, now);
   }
 
+  /**
+   * Resend a packet that is still in flight, without declaring it lost: its ACK (or SACK)
+   * lets ACK-based loss detection repair whatever really was lost, and costs nothing when the
+   * original arrives anyway.
+   */
+  #sendProbe(seg: Segment, now: number): void {
+    const earlier = seg.probeOf || seg.txIndex;
+    this.#bytesInFlight -= seg.bytes; // #transmit counts it again
+    this.#transmit(seg, now, true);
+    seg.probeOf = earlier;
+  }
+
+  /**
+   * The retransmission timer expired: a probe timeout (RFC 9002 §6.2), not a loss signal.
+   * Most expiries here are scheduling stalls longer than the RTO with nothing lost, so only
+   * the oldest and the newest packet in flight are resent (the head and the tail of the
+   * flight), the timer backs off and the congestion controller is left alone. The probes'
+   * ACKs drive loss detection: nothing more if the flight arrived, fast retransmission of the
+   * rest if it was lost, and the window collapse of persistent congestion after repeated
+   * expiries (#onAck). A dead peer keeps expiring the backed-off timer until the idle timeout.
+   */
   #onRto(now: number): void {
     this.#rtoDeadline = Infinity;
     this.#tlpDeadline = Infinity;
@@ -1371,19 +1417,16 @@ export class Connection implements QuantumConnection {
     }
     this.#stats.rtoCount++;
     this.#rtt.onTimeout();
-    this.#cc.onRetransmissionTimeout(now);
+    let oldest: Segment | null = null;
+    let newest: Segment | null = null;
     for (const seg of this.#segments.values()) {
-      if (seg.sacked) continue;
-      if (seg.inFlight) {
-        seg.inFlight = false;
-        this.#bytesInFlight -= seg.bytes;
-      }
-      if (!seg.lost) {
-        seg.lost = true;
-        this.#lostQueue.push(seg.seq);
-      }
+      if (seg.sacked || !seg.inFlight) continue;
+      if (!oldest || seg.seq < oldest.seq) oldest = seg;
+      if (!newest || seg.seq > newest.seq) newest = seg;
     }
-    this.#lostQueue.sort((a, b) => a - b);
+    // Packets already declared lost wait in #lostQueue and go out with the next flush.
+    if (oldest) this.#sendProbe(oldest, now);
+    if (newest && newest !== oldest) this.#sendProbe(newest, now);
     this.#rtoDeadline = now + this.#rtt.rto();
   }
 

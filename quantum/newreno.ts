@@ -1,7 +1,7 @@
 /**
  * NewReno congestion control (RFC 6582 / RFC 5681 with SACK-based loss detection upstream):
  * slow start, congestion avoidance, one multiplicative decrease per recovery episode, and a
- * collapse to the minimum window on RTO. Unpaced.
+ * collapse to the minimum window on persistent congestion. Unpaced.
  *
  * @example
  * ```ts
@@ -79,7 +79,7 @@ class NewReno implements CongestionController {
     }
   }
 
-  onRetransmissionTimeout(now: number): void {
+  onPersistentCongestion(now: number): void {
     this.#ssthresh = Math.max(this.#cwnd / 2, this.#minWindow);
     this.#cwnd = this.#minWindow;
     this.#recoveryStart = now;

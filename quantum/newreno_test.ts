@@ -37,9 +37,9 @@ Deno.test("NewReno halves once per recovery episode and grows by one MSS per win
   assert.equal(cc.congestionWindow(), 3 * MSS);
 });
 
-Deno.test("NewReno collapses to the 2-MSS minimum on RTO and never goes below it", () => {
+Deno.test("NewReno collapses to the 2-MSS minimum on persistent congestion and never goes below it", () => {
   const cc = newReno({ mss: MSS, now: 0 });
-  cc.onRetransmissionTimeout(5);
+  cc.onPersistentCongestion(5);
   assert.equal(cc.congestionWindow(), 2 * MSS);
   cc.onAck(ack(10, [packet(1, 6)])); // slow start again toward ssthresh (5 MSS)
   assert.equal(cc.congestionWindow(), 3 * MSS);

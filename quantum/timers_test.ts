@@ -234,3 +234,120 @@ Deno.test("a lone data packet without PSH is acknowledged after exactly maxAckDe
   assert.equal(ack()!.t, sentAt + 1 + 5); // arrival (1 ms link) + 5 ms max ACK delay
   assert.ok(ack()!.packet.ackInfo!.ackDelayMicros >= 4999);
 });
+
+// ------------------------------------------------------------------ probe timeouts (issue 11)
+
+const MSS_PAYLOAD = 1088;
+
+/** Writes `packets` full packets, lets them be acknowledged, and returns a reader of everything. */
+async function warmUp(s: Awaited<ReturnType<typeof setup>>, packets: number) {
+  const received: number[] = [];
+  const reader = s.server.readable.getReader();
+  (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      received.push(value.length);
+    }
+  })().catch(() => {});
+  const writer = s.client.writable.getWriter();
+  await writer.write(new Uint8Array(packets * MSS_PAYLOAD));
+  await s.clock.advance(50);
+  assert.equal(s.client.stats().bytesInFlight, 0);
+  return { writer, receivedBytes: () => received.reduce((a, b) => a + b, 0) };
+}
+
+for (const congestion of ["bbr", "newreno"] as const) {
+  Deno.test(`[${congestion}] a stall longer than the RTO with nothing lost resends at most a few probes and keeps cwnd`, async () => {
+    await using s = await setup({ congestion });
+    const { writer, receivedBytes } = await warmUp(s, 200);
+    const before = s.client.stats();
+    // ACKs are held (a scheduling stall on the ACK path) while a 30-packet flight is sent.
+    const held: Array<[Uint8Array, Deno.NetAddr, Deno.NetAddr]> = [];
+    s.net.filter = (data, from, to) => from.port === 9000 && held.push([data, from, to]) > 0;
+    await writer.write(new Uint8Array(30 * MSS_PAYLOAD));
+    await s.clock.advance(70); // > RTO (20 ms) + backoff (40 ms): two probe timeouts
+    s.net.filter = undefined;
+    for (const [data, from, to] of held) s.net.inject(data, from, to);
+    await s.clock.advance(20);
+    const after = s.client.stats();
+    assert.equal(after.rtoCount - before.rtoCount, 2, "the stall did fire the timer twice");
+    const retransmits = after.retransmits - before.retransmits;
+    const tlps = after.tailLossProbes - before.tailLossProbes;
+    assert.ok(retransmits <= tlps + 2 * 2, `${retransmits} retransmits: the flight was resent`);
+    assert.equal(after.fastRetransmits, before.fastRetransmits, "nothing declared lost");
+    assert.equal(after.persistentCongestion, 0);
+    assert.ok(after.cwndBytes >= before.cwndBytes, `cwnd ${before.cwndBytes} → ${after.cwndBytes}`);
+    assert.equal(after.bytesInFlight, 0);
+    assert.equal(receivedBytes(), 230 * MSS_PAYLOAD);
+  });
+
+  Deno.test(`[${congestion}] a lost tail whose tail loss probes are lost too is repaired from the probe timeout's ACK`, async () => {
+    await using s = await setup({ congestion });
+    const { writer, receivedBytes } = await warmUp(s, 200);
+    const before = s.client.stats();
+    // The last 10 packets of a 30-packet flight and every retransmission in the next 15 ms
+    // (both tail loss probes) are lost; the probe timeout's probes (at ~22 ms) get through.
+    const start = s.clock.now();
+    const tailFrom = 201 + 20;
+    s.net.filter = (data, from) => {
+      const r = decodePacket(data);
+      return from.port !== 9000 && r.ok && r.packet.payload.length > 0 &&
+        r.packet.seq >= tailFrom && s.clock.now() < start + 15;
+    };
+    await writer.write(new Uint8Array(30 * MSS_PAYLOAD));
+    await s.clock.advance(30);
+    const after = s.client.stats();
+    assert.equal(receivedBytes(), 230 * MSS_PAYLOAD, "the tail was recovered within 30 ms");
+    assert.equal(after.rtoCount - before.rtoCount, 1);
+    assert.ok(
+      after.fastRetransmits - before.fastRetransmits >= 8,
+      "the ACK of a probe found the loss",
+    );
+    assert.equal(after.persistentCongestion, 0, "one timeout is not persistent congestion");
+    assert.ok(
+      after.cwndBytes >= before.cwndBytes / 2,
+      `cwnd ${before.cwndBytes} → ${after.cwndBytes}: at most one reduction`,
+    );
+  });
+
+  Deno.test(`[${congestion}] a blackhole backs the timer off with two probes per expiry, then the connection fails`, async () => {
+    await using s = await setup({ congestion, idleTimeoutMs: 3000 });
+    const { writer } = await warmUp(s, 200);
+    const before = s.client.stats();
+    const from = s.log.length;
+    s.net.filter = () => true; // the peer is gone
+    await writer.write(new Uint8Array(30 * MSS_PAYLOAD));
+    const firstSeq = 201;
+    await s.clock.advance(200);
+    // A timeout alone does not cut the window: only ACK-detected loss may.
+    assert.ok(s.client.stats().cwndBytes >= before.cwndBytes);
+    await s.clock.advance(3000);
+    assert.equal((await s.client.closed).reason, "idle_timeout");
+    const resent = s.log.slice(from).filter((x) =>
+      x.fromClient && x.packet.payload.length > 0 && x.t > s.log[from]!.t + 15
+    );
+    const expiries = s.client.stats().rtoCount - before.rtoCount;
+    assert.ok(expiries >= 5, `${expiries} expiries`);
+    // Each expiry probes the head and the tail of the flight, nothing else.
+    assert.equal(resent.length, 2 * expiries);
+    for (const x of resent) assert.ok([firstSeq, firstSeq + 29].includes(x.packet.seq));
+    const times = [...new Set(resent.map((x) => x.t))];
+    for (let i = 2; i < times.length; i++) {
+      assert.ok(times[i]! - times[i - 1]! >= times[i - 1]! - times[i - 2]!, "backoff");
+    }
+  });
+
+  Deno.test(`[${congestion}] loss found by ACKs after repeated timeouts is persistent congestion, and the data is then recovered`, async () => {
+    await using s = await setup({ congestion });
+    const { writer, receivedBytes } = await warmUp(s, 200);
+    const start = s.clock.now();
+    s.net.filter = () => s.clock.now() < start + 100; // a 100 ms outage: expiries at ~20, ~60 ms
+    await writer.write(new Uint8Array(30 * MSS_PAYLOAD));
+    await s.clock.advance(150);
+    const stats = s.client.stats();
+    assert.equal(stats.persistentCongestion, 1);
+    await s.clock.advance(100);
+    assert.equal(receivedBytes(), 230 * MSS_PAYLOAD);
+  });
+}
