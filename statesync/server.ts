@@ -154,6 +154,29 @@ const SUBMIT_SPAN_OPTIONS = {
   },
 } as const;
 
+/** The field names an ApplyOperationRequest's errors name, built once (not per op). */
+interface ApplyFields {
+  request: string;
+  operation: string;
+  actorId: string;
+  documentId: string;
+  components: string;
+}
+
+function applyFields(prefix: string): ApplyFields {
+  return {
+    request: prefix === "" ? "request" : prefix.slice(0, -1),
+    operation: `${prefix}operation`,
+    actorId: `${prefix}actor_id`,
+    documentId: `${prefix}operation.document_id`,
+    components: `${prefix}operation.components`,
+  };
+}
+
+const UNARY_APPLY_FIELDS = applyFields("");
+/** A submit request carries its ApplyOperationRequest in `apply`. */
+const SUBMIT_APPLY_FIELDS = applyFields("apply.");
+
 const MAX_PAGE_SIZE = 1000;
 const DEFAULT_PAGE_SIZE = 100;
 
@@ -194,7 +217,7 @@ export class StateSyncService {
         return {};
       }),
       listDocuments: this.#unary((r) => this.#listDocuments(r)),
-      applyOperation: this.#unary((r) => this.#apply(r, "")),
+      applyOperation: this.#unary((r) => this.#apply(r, UNARY_APPLY_FIELDS)),
       submitOperations: (call) => this.#submitOperations(call),
       submitOperationBatches: (call) => this.#submitBatches(call),
       getOperationHistory: this.#unary((r) => this.#history(r)),
@@ -405,18 +428,18 @@ export class StateSyncService {
 
   async #apply(
     r: pb.ApplyOperationRequest | undefined,
-    prefix: string,
+    fields: ApplyFields,
   ): Promise<pb.ApplyOperationResponse> {
-    if (r === undefined) throw new TypeError(`Invalid ${prefix}: required`);
+    if (r === undefined) throw new TypeError(`Invalid ${fields.request}: required`);
     const operation = r.operation;
-    if (operation === undefined) throw new TypeError(`Invalid ${prefix}operation: required`);
-    const who = actor(r.actorId, `${prefix}actor_id`);
+    if (operation === undefined) throw new TypeError(`Invalid ${fields.operation}: required`);
+    const who = actor(r.actorId, fields.actorId);
     const input = {
-      documentId: parseId(operation.documentId, `${prefix}operation.document_id`),
+      documentId: parseId(operation.documentId, fields.documentId),
       baseVersion: operation.baseVersion,
       sessionId: operation.sessionId,
       clientOpId: operation.clientOpId,
-      op: opFromProto(operation.components, `${prefix}operation.components`),
+      op: opFromProto(operation.components, fields.components),
     };
     const started = performance.now();
     let result: ApplyResult;
@@ -432,7 +455,7 @@ export class StateSyncService {
       version: result.version,
       duplicate: result.duplicate,
       held: result.held,
-      conflicts: result.conflicts.map(conflictToProto),
+      conflicts: result.conflicts.length === 0 ? [] : result.conflicts.map(conflictToProto),
     };
   }
 
@@ -650,7 +673,7 @@ export class StateSyncService {
       SUBMIT_SPAN_OPTIONS,
       contextFromTraceparent(request.traceparent),
       (span) =>
-        this.#apply(request.apply, "apply.").then(
+        this.#apply(request.apply, SUBMIT_APPLY_FIELDS).then(
           (applied): pb.SubmitResult => {
             span.setAttribute("rpc.grpc.status_code", 0);
             span.end();
