@@ -188,20 +188,6 @@ class GuardedStream extends Duplex {
     this.#inner.write(chunk, encoding, callback);
   }
 
-  /**
-   * Frames written while the socket is still busy with the previous write come here together:
-   * one socket write (one syscall) for all of them instead of one per HTTP/2 frame.
-   */
-  override _writev(
-    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
-    callback: (e?: Error | null) => void,
-  ): void {
-    const joined = chunks.length === 1
-      ? chunks[0]!.chunk
-      : Buffer.concat(chunks.map(({ chunk }) => chunk));
-    this.#inner.write(joined, callback);
-  }
-
   override _final(callback: (e?: Error | null) => void): void {
     this.#inner.end(callback);
   }

@@ -167,22 +167,6 @@ export function opToProto(op: Op): pb.OpComponent[] {
   });
 }
 
-/** Proto form of each operation record, converted once for its ack and its events. */
-const sharedOperations = new WeakMap<OperationRecord, pb.Operation>();
-
-/**
- * {@link operationToProto}, converted once per record object: the submit answer and the
- * `operation_applied` event of the same op share one (read-only) message.
- */
-export function sharedOperationProto(record: OperationRecord): pb.Operation {
-  let proto = sharedOperations.get(record);
-  if (proto === undefined) {
-    proto = operationToProto(record);
-    sharedOperations.set(record, proto);
-  }
-  return proto;
-}
-
 /** A proto Operation from an operation record. */
 export function operationToProto(record: OperationRecord): pb.Operation {
   return {
@@ -349,13 +333,10 @@ export function presenceToProto(record: PresenceRecord): pb.Presence {
 /** A proto DocumentEvent; the payload is the first of operation, document, conflict, lock, presence, reason. */
 export function eventToProto(event: DocEvent): pb.DocumentEvent {
   let payload: pb.DocumentEvent["payload"];
-  if (event.operation) {
-    payload = { $case: "operation", value: sharedOperationProto(event.operation) };
-  } else if (event.document) {
-    payload = { $case: "document", value: documentToProto(event.document) };
-  } else if (event.conflict) {
-    payload = { $case: "conflict", value: conflictToProto(event.conflict) };
-  } else if (event.lock) payload = { $case: "lock", value: lockToProto(event.lock) };
+  if (event.operation) payload = { $case: "operation", value: operationToProto(event.operation) };
+  else if (event.document) payload = { $case: "document", value: documentToProto(event.document) };
+  else if (event.conflict) payload = { $case: "conflict", value: conflictToProto(event.conflict) };
+  else if (event.lock) payload = { $case: "lock", value: lockToProto(event.lock) };
   else if (event.presence) payload = { $case: "presence", value: presenceToProto(event.presence) };
   else if (event.reason !== undefined) payload = { $case: "reason", value: event.reason };
   return {

@@ -6,12 +6,10 @@ import {
   documentTypeFromProto,
   eventToProto,
   jsonFromText,
-  operationToProto,
   opFromProto,
   opToProto,
   pathFromProto,
   sharedEventProto,
-  sharedOperationProto,
   strategyFromProto,
 } from "./convert.ts";
 import type { DocEvent } from "./events.ts";
@@ -120,30 +118,4 @@ Deno.test("sharedEventProto converts an event once for all its subscribers", () 
   assert.equal(sharedEventProto(event), first);
   assert.deepEqual(first, eventToProto(event));
   assert.notEqual(sharedEventProto({ ...event }), first);
-});
-
-Deno.test("sharedOperationProto converts a record once for its ack and its event", () => {
-  const record = {
-    id: newId(),
-    documentId: newId(),
-    baseVersion: 1,
-    version: 2,
-    authorId: "u",
-    sessionId: "s",
-    clientOpId: "c",
-    timestamp: 5,
-    op: EVERY_ACTION,
-  };
-  const ack = sharedOperationProto(record);
-  assert.deepEqual(ack, operationToProto(record));
-  const event = eventToProto({
-    type: "operation_applied",
-    documentId: record.documentId,
-    version: 2,
-    timestamp: 5,
-    userId: "u",
-    operation: record,
-  });
-  assert.equal(event.payload?.value, ack, "the event carries the same message");
-  assert.notEqual(sharedOperationProto({ ...record }), ack);
 });

@@ -71,7 +71,6 @@ import {
   pathFromProto,
   presenceToProto,
   sharedEventProto,
-  sharedOperationProto,
   strategyFromProto,
 } from "./convert.ts";
 import * as pb from "../proto/gen/statesync.ts";
@@ -451,7 +450,7 @@ export class StateSyncService {
     }
     this.#observer?.observeApply(result, (performance.now() - started) / 1000);
     return {
-      operation: sharedOperationProto(result.operation),
+      operation: operationToProto(result.operation),
       version: result.version,
       duplicate: result.duplicate,
       held: result.held,
