@@ -381,6 +381,22 @@ export function transformWithCollisions(
 ): { op: Op; collisions: Collision[] } {
   checkOps(incoming, applied);
   const collisions: Collision[] = [];
+  if (incoming.length === 1 && applied.length === 1) {
+    // The common case: only the incoming side is wanted, so the applied side (which
+    // `transformX` would also rebase) is not computed.
+    const op = transformComponent(
+      incoming[0]!,
+      applied[0]!,
+      incomingWins,
+      (c, a, path) =>
+        collisions.push({
+          path,
+          appliedValue: valueOf(a.action),
+          incomingValue: valueOf(c.action),
+        }),
+    );
+    return { op, collisions };
+  }
   const [op] = transformX(incoming, applied, {
     firstLeft: incomingWins,
     collect: (collision) => collisions.push(collision),
