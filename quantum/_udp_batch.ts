@@ -119,7 +119,9 @@ export class UdpBatch {
   readonly #errno: Deno.UnsafePointerView;
   /** Allocated on first use (~140 KB each way): idle sockets stay small. */
   #send: MessageArray | undefined;
+  /** The caller's datagram, or undefined when it was written in place (see `reserve`). */
   readonly #sendData: Array<Uint8Array | undefined> = new Array(BATCH_SLOTS);
+  readonly #sendLength: number[] = new Array(BATCH_SLOTS).fill(0);
   readonly #sendAddr: Array<Deno.NetAddr | undefined> = new Array(BATCH_SLOTS);
   readonly #sendNameLength: number[] = new Array(BATCH_SLOTS).fill(0);
   /** First slot of each message laid out by #buildMessages. */
@@ -182,12 +184,44 @@ export class UdpBatch {
     const nameLength = this.#sendNames.encode(addr, m.bytes, m.nameOffset(i));
     if (nameLength === 0) return false;
     m.bytes.set(data, m.slotOffset(i));
-    m.view.setBigUint64(m.iovecOffset(i) + 8, BigInt(data.length), true);
-    this.#sendNameLength[i] = nameLength;
+    this.#queue(i, data.length, nameLength, addr);
     this.#sendData[i] = data;
+    return true;
+  }
+
+  /**
+   * The next free slot (a {@linkcode SLOT_BYTES} view), for a datagram to `addr` written in
+   * place: saves the caller an allocation and a copy per datagram. Queue it with
+   * {@linkcode commit}; until then nothing is queued. Null when {@linkcode add} would refuse.
+   */
+  reserve(addr: Deno.NetAddr): Uint8Array | null {
+    const i = this.#sendCount;
+    if (i >= BATCH_SLOTS || this.#closed) return null;
+    const m = this.#send ??= new MessageArray();
+    this.#reservedName = this.#sendNames.encode(addr, m.bytes, m.nameOffset(i));
+    if (this.#reservedName === 0) return null;
+    this.#reservedAddr = addr;
+    return m.slots[i]!;
+  }
+
+  /** Queue the datagram of `length` bytes written into the slot the last `reserve` returned. */
+  commit(length: number): void {
+    const addr = this.#reservedAddr;
+    if (!addr || length > SLOT_BYTES) throw new RangeError("Nothing reserved to commit");
+    this.#reservedAddr = undefined;
+    this.#queue(this.#sendCount, length, this.#reservedName, addr);
+  }
+
+  #reservedName = 0;
+  #reservedAddr: Deno.NetAddr | undefined;
+
+  #queue(i: number, length: number, nameLength: number, addr: Deno.NetAddr): void {
+    this.#send!.view.setBigUint64(this.#send!.iovecOffset(i) + 8, BigInt(length), true);
+    this.#sendLength[i] = length;
+    this.#sendNameLength[i] = nameLength;
+    this.#sendData[i] = undefined;
     this.#sendAddr[i] = addr;
     this.#sendCount = i + 1;
-    return true;
   }
 
   /**
@@ -211,7 +245,7 @@ export class UdpBatch {
       if (errno === EINTR) continue;
       if (errno === EAGAIN) {
         unsent = [];
-        for (; i < count; i++) unsent.push([this.#sendData[i]!, this.#sendAddr[i]!]);
+        for (; i < count; i++) unsent.push([this.#sendDatagram(i), this.#sendAddr[i]!]);
         break;
       }
       const end = messages > 1 ? this.#messageStart[1]! : count;
@@ -228,6 +262,14 @@ export class UdpBatch {
     return { errors, unsent };
   }
 
+  /** Slot `i`'s datagram as the caller's own bytes (a copy when it was written in place). */
+  #sendDatagram(i: number): Uint8Array {
+    const data = this.#sendData[i];
+    if (data) return data;
+    const start = this.#send!.slotOffset(i);
+    return this.#send!.bytes.slice(start, start + this.#sendLength[i]!);
+  }
+
   /**
    * Lay out slots `from .. count - 1` as send messages; returns how many. With GSO, a run of
    * datagrams to the same address and of the same size (the last may be shorter) is one
@@ -238,13 +280,13 @@ export class UdpBatch {
     let k = 0;
     let i = from;
     while (i < count) {
-      const size = this.#sendData[i]!.length;
+      const size = this.#sendLength[i]!;
       const addr = this.#sendAddr[i]!;
       let end = i + 1;
       if (this.#gso) {
         let bytes = size;
         while (end < count && end - i < GSO_MAX_SEGMENTS) {
-          const next = this.#sendData[end]!.length;
+          const next = this.#sendLength[end]!;
           const to = this.#sendAddr[end]!;
           if (next > size || bytes + next > GSO_MAX_BYTES) break;
           if (to !== addr && (to.port !== addr.port || to.hostname !== addr.hostname)) break;
@@ -320,6 +362,7 @@ export class UdpBatch {
     this.#sendData.fill(undefined);
     this.#sendAddr.fill(undefined);
     this.#sendCount = 0;
+    this.#reservedAddr = undefined;
     releaseLibc();
   }
 }
@@ -342,6 +385,8 @@ class MessageArray {
   readonly #namePointers: bigint[] = [];
   readonly #iovecPointers: bigint[] = [];
   readonly #controlPointers: bigint[] = [];
+  /** A view of each datagram slot. */
+  readonly slots: Uint8Array[] = [];
 
   constructor() {
     this.bytes = new Uint8Array(this.#slots + BATCH_SLOTS * SLOT_BYTES);
@@ -359,6 +404,7 @@ class MessageArray {
       this.view.setBigUint64(iovec, base + BigInt(this.slotOffset(i)), true);
       this.view.setBigUint64(iovec + 8, BigInt(SLOT_BYTES), true);
       this.setMessage(i, i, 1, SOCKADDR_BYTES, 0);
+      this.slots.push(this.bytes.subarray(this.slotOffset(i), this.slotOffset(i) + SLOT_BYTES));
     }
   }
 

@@ -233,6 +233,8 @@ export interface FinalPacket {
 /** @internal What a connection needs from its endpoint. */
 export interface ConnectionHost {
   send(datagram: Uint8Array, addr: Deno.NetAddr): void;
+  /** Encode and send (optional: saves a buffer per packet where the socket offers it). */
+  sendPacket?(packet: Packet, addr: Deno.NetAddr): void;
   onClosed(conn: Connection, final: FinalPacket, lingerMs: number): Promise<void> | void;
 }
 
@@ -1151,7 +1153,7 @@ export class Connection implements QuantumConnection {
     if (first.length > size) {
       this.#sendQueue[0] = first.subarray(size);
       this.#sendQueueBytes -= size;
-      return first.slice(0, size);
+      return first.subarray(0, size); // the queue holds our own copy (see #write): no 2nd copy
     }
     const out = new Uint8Array(size);
     let offset = 0;
@@ -1182,15 +1184,16 @@ export class Connection implements QuantumConnection {
     const moreToSend = this.#sendQueueBytes > 0 || this.#lostQueue.length > 0;
     if (!moreToSend) flags |= FLAG.PSH;
     const packet = this.#packet(flags, seg.seq, seg.payload, now);
-    const datagram = encodePacket(packet);
+    const hooks = this.#hooks;
+    // Hooks see the datagram; without them it is encoded straight into the socket's buffer.
+    const datagram = hooks?.onSendData ? encodePacket(packet) : undefined;
     seg.packetNumber = seg.txIndex; // unique per transmission, increasing (like QUIC)
     this.#cc.onPacketSent(now, snapshot(seg), this.#bytesInFlight, retransmission);
     this.#pacer.onSent(now, seg.bytes);
     if (this.#rtoDeadline === Infinity) this.#rtoDeadline = now + this.#rtt.rto();
     this.#armTailLossProbe(now);
-    const hooks = this.#hooks;
-    if (hooks?.onSendData) hooks.onSendData(datagram, packet, this.#emitter, now);
-    else this.#emitter(datagram);
+    if (datagram) hooks!.onSendData!(datagram, packet, this.#emitter, now);
+    else this.#emitPacket(packet);
     this.#afterAckSent(now);
   }
 
@@ -1235,7 +1238,14 @@ export class Connection implements QuantumConnection {
   }
 
   #emitRaw(packet: Packet, _now: number): void {
-    this.#emitter(encodePacket(packet));
+    this.#emitPacket(packet);
+  }
+
+  #emitPacket(packet: Packet): void {
+    if (!this.#host.sendPacket) return this.#emitter(encodePacket(packet));
+    this.#stats.packetsSent++;
+    this.#lastSendTime = this.#clock.now();
+    this.#host.sendPacket(packet, this.#remoteAddr);
   }
 
   #afterAckSent(_now: number): void {

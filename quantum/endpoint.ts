@@ -186,6 +186,11 @@ class Endpoint implements ConnectionHost {
     this.packetConn.send(datagram, addr);
   }
 
+  sendPacket(packet: Packet, addr: Deno.NetAddr): void {
+    if (this.packetConn.sendPacket) this.packetConn.sendPacket(packet, addr);
+    else this.packetConn.send(encodePacket(packet), addr);
+  }
+
   onClosed(conn: Connection, final: FinalPacket, lingerMs: number): Promise<void> | void {
     if (this.connections.get(conn.id) === conn) this.connections.delete(conn.id);
     if (!this.#closed) {

@@ -21,6 +21,7 @@
  */
 import { setReceiveBuffer } from "./_sockopt.ts";
 import { UdpBatch } from "./_udp_batch.ts";
+import { encodePacket, encodePacketInto, type Packet } from "./wire.ts";
 
 /** A datagram socket: the only I/O Quantum needs. */
 export interface PacketConn {
@@ -39,6 +40,11 @@ export interface PacketConn {
   tryReceive?(): [Uint8Array, Deno.NetAddr] | null;
   /** Send one datagram (fire and forget; failures are counted, never thrown). */
   send(data: Uint8Array, addr: Deno.NetAddr): void;
+  /**
+   * Encode and send a packet, like `send(encodePacket(packet), addr)`. Optional:
+   * implementations that can encode straight into their send buffer offer it.
+   */
+  sendPacket?(packet: Packet, addr: Deno.NetAddr): void;
   /** Close; a pending `receive` resolves with `null`. Idempotent. */
   close(): void;
 }
@@ -127,6 +133,17 @@ export class UdpPacketConn implements PacketConn {
     this.#pump(data, addr);
   }
 
+  sendPacket(packet: Packet, addr: Deno.NetAddr): void {
+    // The common case: encoded straight into the next sendmmsg slot (no buffer, no copy).
+    const slot = !this.#closed && this.#sending === 0 ? this.#batch?.reserve(addr) : null;
+    if (slot) {
+      this.#batch!.commit(encodePacketInto(packet, slot));
+      this.#scheduleFlush();
+      return;
+    }
+    this.send(encodePacket(packet), addr); // batch full (flushes it), busy or not batched
+  }
+
   /** Queue for the next `sendmmsg`; false when the datagram must take the async path. */
   #addToBatch(data: Uint8Array, addr: Deno.NetAddr): boolean {
     const batch = this.#batch!;
@@ -135,12 +152,16 @@ export class UdpPacketConn implements PacketConn {
       this.#flushBatch();
       if (this.#sending > 0 || !batch.add(data, addr)) return false;
     }
-    // Everything sent during this turn of the event loop leaves in one sendmmsg.
+    this.#scheduleFlush();
+    return true;
+  }
+
+  /** Everything sent during this turn of the event loop leaves in one sendmmsg. */
+  #scheduleFlush(): void {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushTask);
     }
-    return true;
   }
 
   #flushTask = (): void => {

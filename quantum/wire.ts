@@ -191,19 +191,32 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
 
 /** Canonical UUID string of 16 bytes at `offset` (no validation of version bits). */
 export function uuidFromBytes(bytes: Uint8Array, offset = 0): string {
+  // Every packet of a connection carries the same id: reuse the last string (no 20 concats).
+  let same = lastDecodedUuid !== "";
+  for (let i = 0; same && i < 16; i++) same = bytes[offset + i] === lastDecodedBytes[i];
+  if (same) return lastDecodedUuid;
   let s = "";
   for (let i = 0; i < 16; i++) {
     if (i === 4 || i === 6 || i === 8 || i === 10) s += "-";
     s += HEX[bytes[offset + i]!];
   }
+  lastDecodedBytes.set(bytes.subarray(offset, offset + 16));
+  lastDecodedUuid = s;
   return s;
 }
+
+let lastDecodedUuid = "";
+const lastDecodedBytes = new Uint8Array(16);
 
 /**
  * Write the 16 bytes of a UUID string into `target` at `offset`.
  * @throws {TypeError} when `id` is not a UUID string
  */
-export function uuidToBytes(id: string, target = new Uint8Array(16), offset = 0): Uint8Array {
+export function uuidToBytes<T extends Uint8Array>(
+  id: string,
+  target: T = new Uint8Array(16) as T,
+  offset = 0,
+): T {
   if (id !== lastUuid) {
     // Every packet of a connection encodes the same id: parse it once.
     const hex = id.replaceAll("-", "");
@@ -243,12 +256,25 @@ export function packetByteLength(packet: Packet): number {
  * @throws {TypeError} when an extension its flags require is missing
  */
 export function encodePacket(packet: Packet): Uint8Array {
+  const out = new Uint8Array(packetByteLength(packet));
+  encodePacketInto(packet, out);
+  return out;
+}
+
+/**
+ * Encode a packet into `target` (e.g. a send slot, saving an allocation and a copy per packet);
+ * returns the datagram's length, {@linkcode packetByteLength}. Same errors as
+ * {@linkcode encodePacket}, plus a RangeError when `target` is too small.
+ */
+export function encodePacketInto(packet: Packet, target: Uint8Array): number {
   const { flags, payload } = packet;
   if (payload.length > 0xffff) throw new RangeError("Payload exceeds 65535 bytes");
   checkU32(packet.seq, "seq");
   checkU32(packet.ack, "ack");
-  const out = new Uint8Array(packetByteLength(packet));
-  const view = new DataView(out.buffer);
+  const length = packetByteLength(packet);
+  if (target.length < length) throw new RangeError("Target too small for the packet");
+  const out = target;
+  const view = new DataView(out.buffer, out.byteOffset, length);
   view.setUint32(0, MAGIC);
   out[4] = VERSION;
   out[5] = flags & 0xff;
@@ -296,7 +322,7 @@ export function encodePacket(packet: Packet): Uint8Array {
   out.set(payload, offset);
   offset += payload.length;
   view.setUint32(offset, crc32c(out.subarray(0, offset)));
-  return out;
+  return length;
 }
 
 /** Decode a datagram. Never throws; the payload is a view into `bytes`. */

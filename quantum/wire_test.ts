@@ -4,12 +4,15 @@ import {
   crc32c,
   decodePacket,
   encodePacket,
+  encodePacketInto,
   FLAG,
   HEADER_SIZE,
   MAX_DATAGRAM_SIZE,
   MAX_PAYLOAD_SIZE,
   type Packet,
   packetByteLength,
+  uuidFromBytes,
+  uuidToBytes,
 } from "./wire.ts";
 
 const protocol = await Deno.readTextFile(new URL("./PROTOCOL.md", import.meta.url));
@@ -189,6 +192,11 @@ Deno.test("decodePacket() round-trips random packets and never throws on mutatio
       };
     }
     const bytes = encodePacket(packet);
+    // In place, into a dirty buffer at an odd offset: the same bytes, every byte written.
+    const target = random.fill(new Uint8Array(bytes.length + 9)).subarray(1);
+    assert.equal(encodePacketInto(packet, target), bytes.length);
+    assert.deepEqual(target.subarray(0, bytes.length), bytes);
+    assert.throws(() => encodePacketInto(packet, target.subarray(0, bytes.length - 1)), RangeError);
     const decoded = decodePacket(bytes);
     assert.ok(decoded.ok);
     assert.deepEqual(encodePacket(decoded.packet), bytes);
@@ -201,5 +209,15 @@ Deno.test("decodePacket() round-trips random packets and never throws on mutatio
     const longer = new Uint8Array(bytes.length + 1 + random.int(10));
     longer.set(bytes);
     assert.equal(decodePacket(longer).ok, false);
+  }
+});
+
+Deno.test("uuidFromBytes() spells each id right when ids alternate (the last one is cached)", () => {
+  const ids = ["01890a5d-ac96-774b-bcce-b302099a8057", "01890a5d-ac96-774b-bcce-b302099a8058"];
+  const buffer = new Uint8Array(20);
+  for (let i = 0; i < 6; i++) {
+    const id = ids[i % 3 === 0 ? 0 : 1]!;
+    uuidToBytes(id, buffer, 3);
+    assert.equal(uuidFromBytes(buffer, 3), id);
   }
 });
