@@ -17,7 +17,8 @@
  * into Quantum (`startQuantumTunnel`), as the gateway does with `transport: quantum`.
  *
  * Options: `--quick` runs smaller counts and 1 s steps (for a smoke run); `--open-loop-only`
- * skips the closed-loop rows.
+ * skips the closed-loop rows; `--in-process-only` runs only the in-process manager rows (no
+ * gRPC service, no open loop), for iterating on the store.
  * @module
  */
 import {
@@ -53,6 +54,7 @@ const N_SEQ = QUICK ? 200 : 1000;
 const N_PAR = QUICK ? 640 : 4000;
 const IN_FLIGHT = 32;
 const OPEN_LOOP_ONLY = Deno.args.includes("--open-loop-only");
+const IN_PROCESS_ONLY = Deno.args.includes("--in-process-only");
 const STEP_SECONDS = QUICK ? 1 : 2;
 const RATES = [250, 500, 1000, 1500, 2000, 3000];
 /** The echo floor's request and reply size: about a GetSession request. */
@@ -291,11 +293,27 @@ async function grpcRows(client: SessionClient, quantumPort: number): Promise<str
   return rows;
 }
 
+/** The header and the closed-loop rows. */
+function printRows(rows: string[]): void {
+  console.log(
+    `\nSession benchmark (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)\n`,
+  );
+  console.log(`load average: ${Deno.loadavg().map((v) => v.toFixed(2)).join(" ")}\n`);
+  if (rows.length === 0) return;
+  console.log("| scenario | ops | ops/s | p50 ms | p99 ms | serving CPU ms/op |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const line of rows) console.log(line);
+}
+
 /** The closed-loop rows, then the open-loop ramps against the echo floor and the service. */
 async function main(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "aetherflow-session-bench-" });
   try {
     const rows = OPEN_LOOP_ONLY ? [] : await managerRows(dir);
+    if (IN_PROCESS_ONLY) {
+      printRows(rows);
+      return;
+    }
     const port = freePort();
     const quantumPort = freeUdpPort();
     // Declared before the child so it is disposed after it: closing a channel sends an HTTP/2
@@ -305,15 +323,7 @@ async function main(): Promise<void> {
     servingPid = service.pid;
     if (!OPEN_LOOP_ONLY) rows.push(...await grpcRows(client, quantumPort));
 
-    console.log(
-      `\nSession benchmark (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)\n`,
-    );
-    console.log(`load average: ${Deno.loadavg().map((v) => v.toFixed(2)).join(" ")}\n`);
-    if (rows.length > 0) {
-      console.log("| scenario | ops | ops/s | p50 ms | p99 ms | serving CPU ms/op |");
-      console.log("|---|---:|---:|---:|---:|---:|");
-      for (const line of rows) console.log(line);
-    }
+    printRows(rows);
 
     // Open loop, each generator in its own process: first the platform floor (a trivial
     // grpc-js echo server), then the service.
