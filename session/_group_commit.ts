@@ -34,12 +34,18 @@ const MAX_CHECKS = 100;
 const MAX_MUTATIONS = 1000;
 const MAX_BYTES = 400 * 1024;
 const MAX_WRITES = 64;
+/** Batches in KV at once: one committing, one ready behind it. */
+const MAX_IN_FLIGHT = 2;
 
-/** Merges concurrent KV writes into shared atomic commits. */
+/** Merges concurrent KV writes into shared atomic commits, with up to two commits in flight. */
 export class GroupCommitter {
   #kv: Deno.Kv;
   #queue: Pending[] = [];
-  #running: Promise<void> | null = null;
+  /** Batches handed to KV and not yet answered. */
+  #inFlight = new Set<Promise<void>>();
+  /** Keys of the in-flight batches: a write touching one waits for that batch to finish. */
+  #busyKeys = new Set<string>();
+  #scheduled = false;
   #enabled: boolean;
   #commits = 0;
   #writes = 0;
@@ -67,47 +73,72 @@ export class GroupCommitter {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, keys: keysOf(write), resolve, reject });
-      this.#running ??= this.#run();
+      this.#schedule();
     });
   }
 
   /** Wait until every queued write is committed. */
   async drain(): Promise<void> {
-    while (this.#running !== null) await this.#running;
-  }
-
-  async #run(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        // Let callers that are ready (e.g. just answered by the last commit) queue first:
-        // without this, the next batch takes whoever was quickest and concurrent callers
-        // split into alternating half-size batches. setImmediate costs ~20 µs here; a
-        // setTimeout(0) in Deno waits a millisecond or more.
-        await new Promise((resolve) => setImmediate(resolve));
-        const batch = this.#take();
-        await this.#commitBatch(batch);
-      }
-    } finally {
-      this.#running = null;
+    while (this.#queue.length > 0 || this.#inFlight.size > 0) {
+      if (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+      else await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
-  #take(): Pending[] {
+  /**
+   * Launch batches on the next setImmediate, so callers that are ready (e.g. just answered by
+   * the last commit) queue first: otherwise the next batch takes whoever was quickest and the
+   * rest trail in tiny batches. setImmediate costs ~20 µs here; a setTimeout(0) in Deno waits a
+   * millisecond or more.
+   */
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight.size >= MAX_IN_FLIGHT) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#launch();
+    });
+  }
+
+  /**
+   * Hand batches to KV until both slots are taken. KV commits one at a time on its own thread;
+   * a second batch in flight lets the JS side prepare (serialise, answer callers, build the
+   * next writes) while KV works, instead of KV idling between commits. When both slots are
+   * free the queue is split in two so the callers fall into two alternating groups.
+   */
+  #launch(): void {
+    while (this.#inFlight.size < MAX_IN_FLIGHT && this.#queue.length > 0) {
+      const limit = this.#inFlight.size === 0
+        ? Math.ceil(this.#queue.length / MAX_IN_FLIGHT)
+        : MAX_WRITES;
+      const batch = this.#take(Math.min(limit, MAX_WRITES));
+      if (batch.length === 0) return; // all wait for keys in flight; a finishing batch relaunches
+      const keys = batch.flatMap((pending) => pending.keys);
+      for (const key of keys) this.#busyKeys.add(key);
+      const done: Promise<void> = this.#commitBatch(batch).finally(() => {
+        for (const key of keys) this.#busyKeys.delete(key);
+        this.#inFlight.delete(done);
+        this.#schedule();
+      });
+      this.#inFlight.add(done);
+    }
+  }
+
+  #take(limit: number): Pending[] {
     const batch: Pending[] = [];
     const rest: Pending[] = [];
-    const used = new Set<string>();
+    const used = new Set<string>(this.#busyKeys);
     let checks = 0;
     let mutations = 0;
     let bytes = 0;
     for (const pending of this.#queue) {
       const { write } = pending;
-      const fits = batch.length === 0 || (
-        batch.length < MAX_WRITES &&
+      const fits = !pending.keys.some((key) => used.has(key)) && (batch.length === 0 || (
+        batch.length < limit &&
         checks + write.checks.length <= MAX_CHECKS &&
         mutations + write.mutations.length <= MAX_MUTATIONS &&
-        bytes + write.bytes <= MAX_BYTES &&
-        !pending.keys.some((key) => used.has(key))
-      );
+        bytes + write.bytes <= MAX_BYTES
+      ));
       for (const key of pending.keys) used.add(key);
       if (!fits) {
         rest.push(pending);
