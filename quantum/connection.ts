@@ -295,6 +295,7 @@ export class Connection implements QuantumConnection {
   #rtt: RttEstimator;
   #hooks: DatagramHooks | null = null;
   #hooksFactory: DatagramHooksFactory | undefined;
+  #dataHookPassesThrough = false;
   #state: ConnectionState;
   #remoteAddr: Deno.NetAddr;
   #maxPayload: number;
@@ -418,6 +419,9 @@ export class Connection implements QuantumConnection {
     this.#closeTimeout = o.closeTimeoutMs ?? 10_000;
     this.#rtt = new RttEstimator({ maxAckDelay: this.#maxAckDelay, ...o.rtt });
     this.#hooksFactory = o.datagramHooks ?? fecHooks(o.fec ?? false);
+    // The built-in hooks without FEC send each data datagram unchanged (fec_hooks.ts: no
+    // encoder, onSendData only emits it): skip them so the packet is encoded in place.
+    this.#dataHookPassesThrough = !o.datagramHooks && !o.fec;
     if (o.fec && !o.datagramHooks) {
       // Parity of the largest data datagram must fit MAX_DATAGRAM_SIZE (PROTOCOL.md, FEC).
       this.#maxPayload = Math.min(this.#maxPayload, MAX_FEC_PAYLOAD_SIZE);
@@ -754,7 +758,13 @@ export class Connection implements QuantumConnection {
     const packetThreshold = Math.max(PACKET_THRESHOLD, tolerance?.packets ?? 0);
     const timeThreshold = Math.max(1, (9 / 8) * rtt) + (tolerance?.ms ?? 0);
     for (const seg of this.#segments.values()) {
-      if (seg.sacked || !seg.inFlight || seg.txIndex >= this.#largestAckedTx) continue;
+      if (seg.txIndex >= this.#largestAckedTx) {
+        // Segments are in sequence order and were first sent in that order: after one never
+        // resent that went out after the newest ACKed, every later one did too.
+        if (seg.txCount === 1) break;
+        continue;
+      }
+      if (seg.sacked || !seg.inFlight) continue;
       if (
         this.#largestAckedTx - seg.txIndex >= packetThreshold ||
         seg.sentAt + timeThreshold <= now // same expression as the deadline below
@@ -1186,7 +1196,8 @@ export class Connection implements QuantumConnection {
     const packet = this.#packet(flags, seg.seq, seg.payload, now);
     const hooks = this.#hooks;
     // Hooks see the datagram; without them it is encoded straight into the socket's buffer.
-    const datagram = hooks?.onSendData ? encodePacket(packet) : undefined;
+    const hooked = hooks?.onSendData && !this.#dataHookPassesThrough;
+    const datagram = hooked ? encodePacket(packet) : undefined;
     seg.packetNumber = seg.txIndex; // unique per transmission, increasing (like QUIC)
     this.#cc.onPacketSent(now, snapshot(seg), this.#bytesInFlight, retransmission);
     this.#pacer.onSent(now, seg.bytes);
