@@ -5,8 +5,10 @@
  * optimistic concurrency is unchanged: if a merged batch fails, its writes are retried one by
  * one and each caller learns whether *its* checks held.
  *
- * Writes that touch a key already in the batch (or held back) wait for the next batch, so
- * per-key order is preserved and no write silently overwrites another in the same batch.
+ * Writes that touch a key already in the batch, held back, or in a batch still in flight wait
+ * for a later batch, so per-key order is preserved and no write silently overwrites another in
+ * the same batch. Two batches may be in flight at once (KV runs them one after the other on its
+ * own thread): while one commits, the callers answered by the other build their next writes.
  * @module
  */
 
@@ -115,7 +117,11 @@ export class GroupCommitter {
       if (batch.length === 0) return; // all wait for keys in flight; a finishing batch relaunches
       const keys = batch.flatMap((pending) => pending.keys);
       for (const key of keys) this.#busyKeys.add(key);
-      const done: Promise<void> = this.#commitBatch(batch).finally(() => {
+      const done: Promise<void> = this.#commitBatch(batch).catch((error) => {
+        // e.g. a key KV refuses while building the batch: every caller learns (a no-op for
+        // those already answered)
+        for (const pending of batch) pending.reject(error);
+      }).finally(() => {
         for (const key of keys) this.#busyKeys.delete(key);
         this.#inFlight.delete(done);
         this.#schedule();

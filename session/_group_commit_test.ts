@@ -56,3 +56,18 @@ Deno.test("GroupCommitter: a failed check fails only its own write", async () =>
   assert.equal((await kv.get(["taken"])).value, "x");
   await committer.drain();
 });
+
+Deno.test("GroupCommitter: a write KV cannot even build fails its callers instead of hanging", async () => {
+  await using dir = await tempDir("aetherflow-group-commit-");
+  using kv = await Deno.openKv(`${dir.path}/kv`);
+  const committer = new GroupCommitter(kv);
+  // Queued together: the first two share a batch, the third takes the other slot.
+  const mate = committer.commit(setWrite(["mate"], 1));
+  const bad = committer.commit(setWrite(["bad"], () => 1)); // functions cannot be serialised
+  const other = committer.commit(setWrite(["other"], 2));
+  await assert.rejects(bad, TypeError);
+  await assert.rejects(mate, TypeError); // failed with its batch, never left pending
+  assert.notEqual(await other, null);
+  assert.notEqual(await committer.commit(setWrite(["later"], 3)), null);
+  await committer.drain();
+});
