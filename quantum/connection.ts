@@ -203,7 +203,11 @@ export interface QuantumConnection {
   readonly id: string;
   /** Current peer address (changes on migration). */
   readonly remoteAddr: Deno.NetAddr;
-  /** Reliable ordered bytes, with backpressure (nothing is read from the network buffer until pulled). */
+  /**
+   * Reliable ordered bytes, with backpressure (nothing is read from the network buffer until
+   * pulled). Chunks are views that may share one ArrayBuffer with data not read yet: read
+   * them, copy them, but do not transfer (detach) their buffer.
+   */
   readonly readable: ReadableStream<Uint8Array>;
   /** Writes wait while the send buffer is full; closing it sends FIN (half-close). */
   readonly writable: WritableStream<Uint8Array>;
@@ -828,7 +832,7 @@ export class Connection implements QuantumConnection {
     this.#ackPending++;
     this.#lastReceivedSeq = seq;
     if (fin) this.#peerFinSeq = seq;
-    const copy = payload.slice();
+    const copy = this.#keep(payload);
     if (seq === this.#rcvNext) {
       this.#deliver(copy, fin);
       this.#rcvNext++;
@@ -856,6 +860,30 @@ export class Connection implements QuantumConnection {
     if (this.#ackDeadline === Infinity) this.#ackDeadline = now + this.#maxAckDelay;
     return "accepted";
   }
+
+  /**
+   * A copy of a received payload (the datagram buffer is reused), cut from a shared arena
+   * rather than one small buffer each: fewer allocations, and payloads that arrive in order lie
+   * back to back, so a read hands them out as one view without joining them (#takeReady).
+   * Arena bytes are never reused: a full arena is left to the views that still hold it. Arenas
+   * start small and double while data keeps coming (an idle connection holds little).
+   */
+  #keep(payload: Uint8Array): Uint8Array {
+    const length = payload.length;
+    if (this.#arenaUsed + length > this.#arena.length) {
+      if (this.#arena.length > 0) this.#arenaSize = Math.min(2 * this.#arenaSize, READ_CHUNK_BYTES);
+      this.#arena = new Uint8Array(Math.max(this.#arenaSize, length));
+      this.#arenaUsed = 0;
+    }
+    const start = this.#arenaUsed;
+    this.#arena.set(payload, start);
+    this.#arenaUsed = start + length;
+    return this.#arena.subarray(start, start + length);
+  }
+
+  #arena = EMPTY;
+  #arenaUsed = 0;
+  #arenaSize = 4096;
 
   #deliver(payload: Uint8Array, fin: boolean): void {
     if (payload.length > 0 && !this.#discard) {
@@ -945,6 +973,12 @@ export class Connection implements QuantumConnection {
 
   /** The waiting in-order payloads, joined up to 64 KiB (one read, not one per packet). */
   #takeReady(): Uint8Array | undefined {
+    if (this.#ready.length <= READ_CHUNK_BYTES / MAX_PAYLOAD_SIZE && this.#outOfOrder.size === 0) {
+      // All received data leaves with this read: the reader's chunk keeps the arena alive, the
+      // connection need not (the next payload starts a new one).
+      this.#arena = EMPTY;
+      this.#arenaUsed = 0;
+    }
     const first = this.#ready.shift();
     if (!first || this.#ready.length === 0 || first.length >= READ_CHUNK_BYTES) {
       if (first) this.#readyBytes -= first.length;
@@ -952,11 +986,18 @@ export class Connection implements QuantumConnection {
     }
     let size = first.length;
     let count = 1;
+    let adjacent = true; // all lie back to back in one arena (see #keep)
     while (count - 1 < this.#ready.length) {
       const next = this.#ready[count - 1]!;
       if (size + next.length > READ_CHUNK_BYTES) break;
+      adjacent &&= next.buffer === first.buffer && next.byteOffset === first.byteOffset + size;
       size += next.length;
       count++;
+    }
+    if (adjacent) {
+      this.#ready.splice(0, count - 1);
+      this.#readyBytes -= size;
+      return new Uint8Array(first.buffer, first.byteOffset, size);
     }
     const joined = new Uint8Array(size);
     joined.set(first, 0);
