@@ -1348,7 +1348,9 @@ export class Connection implements QuantumConnection {
 
   #armTimer(now: number): void {
     const at = this.#nextDeadline();
-    if (at === this.#timerAt && this.#timer) return;
+    // A later deadline keeps the armed timer: firing early is harmless (#onTimer checks each
+    // deadline and re-arms), while re-creating a timer on every ACK costs far more.
+    if (this.#timer && at !== Infinity && at >= this.#timerAt) return;
     this.#timer?.cancel();
     this.#timer = null;
     this.#timerAt = at;
