@@ -112,20 +112,8 @@ export class GoawayStripper {
     if (parts.length === 0 && runStart === 0) return chunk;
     if (runStart < chunk.length) parts.push(chunk.subarray(runStart));
     if (parts.length === 1) return parts[0]!;
-    return concat(parts);
+    return Buffer.concat(parts);
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** The socket methods grpc-js calls on a transport (optional on the wrapped stream). */
