@@ -22,6 +22,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import type { QuantumConnection } from "./connection.ts";
 import { GoawayStripper } from "../kernel/grpc_guard.ts";
@@ -191,7 +192,7 @@ export async function pumpCoalesced(pipe: {
   const drain = async () => {
     try {
       while (waiting.length > 0 && failure === null) {
-        const bytes = waiting.length === 1 ? waiting[0]! : concat(waiting, waitingBytes);
+        const bytes = waiting.length === 1 ? waiting[0]! : Buffer.concat(waiting, waitingBytes);
         waiting = [];
         waitingBytes = 0;
         await pipe.write(bytes);
@@ -227,16 +228,6 @@ export async function pumpCoalesced(pipe: {
     pipe.onError();
   }
   if (failure !== null) throw failure.error;
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const joined = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
 }
 
 function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
