@@ -299,7 +299,6 @@ export class Connection implements QuantumConnection {
   #rtt: RttEstimator;
   #hooks: DatagramHooks | null = null;
   #hooksFactory: DatagramHooksFactory | undefined;
-  #dataHookPassesThrough = false;
   #state: ConnectionState;
   #remoteAddr: Deno.NetAddr;
   #maxPayload: number;
@@ -423,9 +422,6 @@ export class Connection implements QuantumConnection {
     this.#closeTimeout = o.closeTimeoutMs ?? 10_000;
     this.#rtt = new RttEstimator({ maxAckDelay: this.#maxAckDelay, ...o.rtt });
     this.#hooksFactory = o.datagramHooks ?? fecHooks(o.fec ?? false);
-    // The built-in hooks without FEC send each data datagram unchanged (fec_hooks.ts: no
-    // encoder, onSendData only emits it): skip them so the packet is encoded in place.
-    this.#dataHookPassesThrough = !o.datagramHooks && !o.fec;
     if (o.fec && !o.datagramHooks) {
       // Parity of the largest data datagram must fit MAX_DATAGRAM_SIZE (PROTOCOL.md, FEC).
       this.#maxPayload = Math.min(this.#maxPayload, MAX_FEC_PAYLOAD_SIZE);
@@ -1237,8 +1233,7 @@ export class Connection implements QuantumConnection {
     const packet = this.#packet(flags, seg.seq, seg.payload, now);
     const hooks = this.#hooks;
     // Hooks see the datagram; without them it is encoded straight into the socket's buffer.
-    const hooked = hooks?.onSendData && !this.#dataHookPassesThrough;
-    const datagram = hooked ? encodePacket(packet) : undefined;
+    const datagram = hooks?.onSendData ? encodePacket(packet) : undefined;
     seg.packetNumber = seg.txIndex; // unique per transmission, increasing (like QUIC)
     this.#cc.onPacketSent(now, snapshot(seg), this.#bytesInFlight, retransmission);
     this.#pacer.onSent(now, seg.bytes);

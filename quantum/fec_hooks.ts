@@ -114,6 +114,8 @@ class FecHooks implements DatagramHooks {
   #reportedMissing = 0;
   #reportsSent = 0;
   #reportsReceived = 0;
+  /** Only with FEC: without an encoder data datagrams need no hook (sent as encoded). */
+  readonly onSendData?: DatagramHooks["onSendData"];
 
   constructor(connectionId: string, options: false | FecOptions) {
     this.#connectionId = connectionId;
@@ -134,17 +136,18 @@ class FecHooks implements DatagramHooks {
         windowPackets: 200,
       });
     }
-    this.#encoder = new FecEncoder({
+    const encoder = new FecEncoder({
       dataShards,
       parityShards: this.#policy?.parityShards() ?? options.parityShards ??
         FEC_DEFAULT_PARITY_SHARDS,
       flushAfterMs: this.#flushAfterMs,
     });
+    this.#encoder = encoder;
+    this.onSendData = (datagram, packet, emit, now) =>
+      this.#protect(encoder, datagram, packet, emit, now);
   }
 
-  onSendData(datagram: Uint8Array, packet: Packet, emit: Emit, now: number): void {
-    const encoder = this.#encoder;
-    if (!encoder) return emit(datagram);
+  #protect(encoder: FecEncoder, datagram: Uint8Array, packet: Packet, emit: Emit, now: number) {
     // The last queued packet (PSH) may be a sparse message: adaptive mode protects it even
     // while full groups carry no parity.
     const sparse = (packet.flags & FLAG.PSH) !== 0;
