@@ -306,7 +306,7 @@ export function listen(options: ListenOptions = {}): QuantumListener {
       ...(options.receiveBufferBytes === undefined
         ? {}
         : { receiveBufferBytes: options.receiveBufferBytes }),
-      batchedIo: options.batchedIo ?? true,
+      batchedIo: options.batchedIo,
     });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);
@@ -453,7 +453,7 @@ export async function dial(options: DialOptions): Promise<QuantumConnection> {
       ...(options.receiveBufferBytes === undefined
         ? {}
         : { receiveBufferBytes: options.receiveBufferBytes }),
-      batchedIo: options.batchedIo ?? true,
+      batchedIo: options.batchedIo,
     });
   const clock = options.clock ?? realClock;
   const endpoint = new Endpoint(packetConn, clock);

@@ -243,5 +243,5 @@ export function listenUdp(
       throw error;
     }
   }
-  return new UdpPacketConn(socket, { batchedIo: options.batchedIo ?? true });
+  return new UdpPacketConn(socket, options);
 }
