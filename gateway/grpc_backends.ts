@@ -33,6 +33,7 @@ import {
   type StreamHandlers,
 } from "./backends.ts";
 import type { BreakerRegistry } from "./breaker.ts";
+import { SubscriptionMux } from "./subscription_mux.ts";
 
 /** Where and how to reach one backend. */
 export interface BackendTarget {
@@ -198,22 +199,15 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
   const statesyncUnary = Object.fromEntries(
     STATESYNC_UNARY_METHODS.map((method) => [method, unary(statesyncCall, method)]),
   );
+  const subscriptions = new SubscriptionMux(() => statesyncClient.subscribeDocuments());
   const statesync: StateSyncBackend = {
     ...(statesyncUnary as unknown as Omit<
       StateSyncBackend,
       "subscribeDocument" | "submitOperations"
     >),
-    subscribeDocument(req, handlers) {
-      const stream = statesyncClient.subscribeDocument(req);
-      let cancelled = false;
-      wireStream(stream, handlers, () => cancelled);
-      return {
-        cancel() {
-          cancelled = true;
-          stream.cancel();
-        },
-      };
-    },
+    // Every document subscription shares one SubscribeDocuments stream: the events statesync
+    // produces together for all of them arrive in one message (see subscription_mux.ts).
+    subscribeDocument: (req, handlers) => subscriptions.subscribe(req, handlers),
     // Carried by SubmitOperationBatches: requests sent in the same event-loop turn share one
     // message (one HTTP/2 frame, one decode per side), far cheaper per op under load and no
     // later than one turn when idle. Results come back one message per batch, in order.
@@ -279,6 +273,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
       return Object.fromEntries(entries);
     },
     async close() {
+      subscriptions.close();
       sessionClient.close();
       statesyncClient.close();
       for (const tunnel of tunnels.reverse()) await tunnel.close();
