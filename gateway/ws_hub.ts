@@ -1,10 +1,11 @@
 /**
  * The WebSocket side of the gateway (protocol in PROTOCOL.md): authentication on the first
- * message, document subscriptions fanned out from ONE SubscribeDocument stream per
- * document per gateway, resume from a version via history, document operations over ONE
- * submit stream per gateway (SubmitOperationBatches, see grpc_backends.ts; acked only after
- * statesync's result), channels with publish/notify, presence, locks, server pings,
- * per-connection rate and size limits and a bounded outgoing queue.
+ * message, document subscriptions fanned out from ONE statesync subscription per document
+ * per gateway (all of them sharing one SubscribeDocuments stream, see subscription_mux.ts),
+ * resume from a version via history, document operations over ONE submit stream per gateway
+ * (SubmitOperationBatches, see grpc_backends.ts; acked only after statesync's result),
+ * channels with publish/notify, presence, locks, server pings, per-connection rate and size
+ * limits and a bounded outgoing queue.
  * @module
  */
 import {

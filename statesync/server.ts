@@ -2,7 +2,9 @@
  * The StateSync gRPC service (`proto/statesync.proto`): unary calls delegate to the
  * document engine, the lock table and presence, with every field validated
  * (INVALID_ARGUMENT naming it); SubscribeDocument streams events with ShareDB-style resume
- * and backpressure; SubmitOperations is the gateway's bidirectional hot path.
+ * and backpressure, SubscribeDocuments carries many such subscriptions over one stream with
+ * their events batched per turn (subscription_mux.ts); SubmitOperations and
+ * SubmitOperationBatches are the gateway's bidirectional hot path.
  *
  * @example
  * ```ts
