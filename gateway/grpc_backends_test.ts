@@ -299,7 +299,7 @@ Deno.test("grpc backends: the breaker opens under repeated UNAVAILABLE and fails
   }
 });
 
-Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message", async () => {
+Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message, at most 256 per message", async () => {
   const batchSizes: number[] = [];
   const server = new Server();
   const impl: Partial<StateSyncServiceServer> = {
@@ -352,6 +352,13 @@ Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOp
     await got;
     assert.deepEqual(results, ["a0", "a1", "a2", "a3", "a4", "b0"]);
     assert.deepEqual(batchSizes, [5, 1]);
+    // A full batch (256 requests) goes at once; the rest waits for the timer as usual.
+    got = new Promise<void>((resolve) => done = resolve);
+    expected = 6 + 300;
+    for (let i = 0; i < 300; i++) submit.send(request(`c${i}`));
+    await got;
+    assert.deepEqual(batchSizes, [5, 1, 256, 44]);
+    assert.deepEqual(results.slice(6), Array.from({ length: 300 }, (_, i) => `c${i}`));
     submit.cancel();
   } finally {
     await backends.close();
