@@ -23,7 +23,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
 } from "@grpc/grpc-js";
-import { SpanKind, trace } from "@opentelemetry/api";
+import { context, SpanKind, trace } from "@opentelemetry/api";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import {
@@ -704,32 +704,35 @@ export class StateSyncService {
    * in a server span that continues the request's own `traceparent`.
    */
   #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
-    return tracer.startActiveSpan(
-      SUBMIT_SPAN_NAME,
-      SUBMIT_SPAN_OPTIONS,
-      contextFromTraceparent(request.traceparent),
-      (span) =>
-        this.#apply(request.apply, SUBMIT_APPLY_FIELDS).then(
-          (applied): pb.SubmitResult => {
-            span.setAttribute("rpc.grpc.status_code", 0);
-            span.end();
-            return { requestId: request.requestId, outcome: { $case: "applied", value: applied } };
+    const parent = contextFromTraceparent(request.traceparent);
+    const span = tracer.startSpan(SUBMIT_SPAN_NAME, SUBMIT_SPAN_OPTIONS, parent);
+    // Tracing off (the no-op tracer, no caller trace): nothing to record or pass on, so skip
+    // the context switch — this runs for every operation.
+    const untraced = !span.isRecording() && !trace.isSpanContextValid(span.spanContext());
+    const applied = untraced ? this.#apply(request.apply, SUBMIT_APPLY_FIELDS) : context.with(
+      trace.setSpan(parent, span),
+      () => this.#apply(request.apply, SUBMIT_APPLY_FIELDS),
+    );
+    return applied.then(
+      (value): pb.SubmitResult => {
+        span.setAttribute("rpc.grpc.status_code", 0);
+        span.end();
+        return { requestId: request.requestId, outcome: { $case: "applied", value } };
+      },
+      (error): pb.SubmitResult => {
+        const appError = this.#toAppError(error);
+        span.setAttribute("rpc.grpc.status_code", appError.code);
+        // Only server faults are span errors; a rejected operation is the caller's.
+        if (appError.httpStatus >= 500) recordSpanError(span, appError);
+        span.end();
+        return {
+          requestId: request.requestId,
+          outcome: {
+            $case: "error",
+            value: { code: appError.code, message: appError.message },
           },
-          (error): pb.SubmitResult => {
-            const appError = this.#toAppError(error);
-            span.setAttribute("rpc.grpc.status_code", appError.code);
-            // Only server faults are span errors; a rejected operation is the caller's.
-            if (appError.httpStatus >= 500) recordSpanError(span, appError);
-            span.end();
-            return {
-              requestId: request.requestId,
-              outcome: {
-                $case: "error",
-                value: { code: appError.code, message: appError.message },
-              },
-            };
-          },
-        ),
+        };
+      },
     );
   }
 
