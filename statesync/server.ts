@@ -587,12 +587,10 @@ export class StateSyncService {
 
   /** SubscribeDocuments: many subscriptions over one stream, their events batched per turn. */
   #subscribeMany(call: ServerDuplexStream<pb.SubscriptionControl, pb.DocumentEventBatch>): void {
-    const mux = serveSubscriptionMux(call, (request, output) => {
-      if (this.#closing) {
-        return Promise.resolve(new AppError("UNAVAILABLE", "Server is shutting down"));
-      }
-      return this.#runSubscription(request, output);
-    });
+    const mux = serveSubscriptionMux(
+      call,
+      (request, output) => this.#runSubscription(request, output),
+    );
     const stream = {
       stop: () => {
         mux.stop(new AppError("UNAVAILABLE", "Server is shutting down"));
