@@ -212,12 +212,12 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     // produces together for all of them arrive in one message (see subscription_mux.ts).
     subscribeDocument: (req, handlers) => subscriptions.subscribe(req, handlers),
     // Carried by SubmitOperationBatches: requests sent in the same event-loop turn share one
-    // message (one HTTP/2 frame, one decode per side), far cheaper per op under load. The
-    // flush runs from setImmediate, after the turn's other I/O callbacks: a busy gateway reads
-    // several WebSocket messages per turn (measured in the e2e benchmark: 2.2 ops per message
-    // at 1,000 ops/s, 4-8 at 1,500 — as many as a 0 ms timer gathered, which Deno fires only
-    // after 1-2 ms), and an idle one sends at once. A batch of MAX_SUBMIT_BATCH goes at once.
-    // Results come back one message per batch, in order.
+    // message (one HTTP/2 frame, one decode per side), cheaper per op under load. The flush
+    // runs from setImmediate, after the turn's other I/O callbacks, so a busy gateway still
+    // batches (e2e benchmark: ~2.2 ops per message at 1,000 ops/s, ~4 at 1,500, ~9 at 2,000)
+    // while no op waits for a timer: a 0 ms timer gathered a little more (~2.5-3.9 and ~6) but
+    // Deno fires it only after 1-2 ms, added to every op's latency. A batch of
+    // MAX_SUBMIT_BATCH goes at once. Results come back one message per batch, in order.
     submitOperations(handlers) {
       const stream = statesyncClient.submitOperationBatches();
       let cancelled = false;
