@@ -203,14 +203,40 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     STATESYNC_UNARY_METHODS.map((method) => [method, unary(statesyncCall, method)]),
   );
   const subscriptions = new SubscriptionMux(() => statesyncClient.subscribeDocuments());
+  let legacySubscriptions = false;
+  const subscribeOne: StateSyncBackend["subscribeDocument"] = (req, handlers) => {
+    const stream = statesyncClient.subscribeDocument(req);
+    let cancelled = false;
+    wireStream(stream, handlers, () => cancelled);
+    return {
+      cancel() {
+        cancelled = true;
+        stream.cancel();
+      },
+    };
+  };
   const statesync: StateSyncBackend = {
     ...(statesyncUnary as unknown as Omit<
       StateSyncBackend,
       "subscribeDocument" | "submitOperations"
     >),
     // Every document subscription shares one SubscribeDocuments stream: the events statesync
-    // produces together for all of them arrive in one message (see subscription_mux.ts).
-    subscribeDocument: (req, handlers) => subscriptions.subscribe(req, handlers),
+    // produces together for all of them arrive in one message (see subscription_mux.ts). A
+    // statesync that predates it (UNIMPLEMENTED, e.g. during a rolling upgrade) gets one
+    // SubscribeDocument stream per document instead.
+    subscribeDocument(req, handlers) {
+      if (legacySubscriptions) return subscribeOne(req, handlers);
+      let current = subscriptions.subscribe(req, {
+        onData: (event) => handlers.onData(event),
+        onEnd: () => handlers.onEnd(),
+        onError: (error) => {
+          if (AppError.from(error).status !== "UNIMPLEMENTED") return handlers.onError(error);
+          legacySubscriptions = true;
+          current = subscribeOne(req, handlers);
+        },
+      });
+      return { cancel: () => current.cancel() };
+    },
     // Carried by SubmitOperationBatches: requests sent in the same event-loop turn share one
     // message (one HTTP/2 frame, one decode per side), cheaper per op under load. The flush
     // runs from setImmediate, after the turn's other I/O callbacks, so a busy gateway still

@@ -365,3 +365,50 @@ Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOp
     server.forceShutdown();
   }
 });
+
+Deno.test("grpc backends: a statesync without SubscribeDocuments gets one SubscribeDocument stream per document", async () => {
+  const server = new Server();
+  const requested: string[] = [];
+  const impl: Partial<StateSyncServiceServer> = {
+    subscribeDocument(call) {
+      requested.push(call.request.documentId);
+      call.write({
+        type: EventType.EVENT_TYPE_SUBSCRIBED,
+        documentId: call.request.documentId,
+        version: 7,
+        timestamp: 0,
+        userId: "",
+        payload: undefined,
+      });
+    },
+  };
+  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      ServerCredentials.createInsecure(),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  const backends = await createGrpcBackends({
+    session: target(`127.0.0.1:${port}`),
+    statesync: target(`127.0.0.1:${port}`),
+    breakers: new BreakerRegistry(),
+  });
+  try {
+    const subscribe = (documentId: string) =>
+      new Promise<DocumentEvent>((resolve, reject) => {
+        backends.statesync.subscribeDocument(
+          { actorId: "u", documentId, sessionId: "", subscriberId: "s" },
+          { onData: resolve, onError: reject, onEnd: () => reject(new Error("ended")) },
+        );
+      });
+    // The first one meets UNIMPLEMENTED on the shared stream and moves to its own stream.
+    assert.equal((await subscribe("doc-1")).documentId, "doc-1");
+    assert.equal((await subscribe("doc-2")).documentId, "doc-2");
+    assert.deepEqual(requested, ["doc-1", "doc-2"]);
+  } finally {
+    await backends.close();
+    server.forceShutdown();
+  }
+});
