@@ -299,7 +299,7 @@ Deno.test("grpc backends: the breaker opens under repeated UNAVAILABLE and fails
   }
 });
 
-Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message", async () => {
+Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message, at most 256 per message", async () => {
   const batchSizes: number[] = [];
   const server = new Server();
   const impl: Partial<StateSyncServiceServer> = {
@@ -352,7 +352,61 @@ Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOp
     await got;
     assert.deepEqual(results, ["a0", "a1", "a2", "a3", "a4", "b0"]);
     assert.deepEqual(batchSizes, [5, 1]);
+    // A full batch (256 requests) goes at once; the rest waits for the timer as usual.
+    got = new Promise<void>((resolve) => done = resolve);
+    expected = 6 + 300;
+    for (let i = 0; i < 300; i++) submit.send(request(`c${i}`));
+    await got;
+    assert.deepEqual(batchSizes, [5, 1, 256, 44]);
+    assert.deepEqual(results.slice(6), Array.from({ length: 300 }, (_, i) => `c${i}`));
     submit.cancel();
+  } finally {
+    await backends.close();
+    server.forceShutdown();
+  }
+});
+
+Deno.test("grpc backends: a statesync without SubscribeDocuments gets one SubscribeDocument stream per document", async () => {
+  const server = new Server();
+  const requested: string[] = [];
+  const impl: Partial<StateSyncServiceServer> = {
+    subscribeDocument(call) {
+      requested.push(call.request.documentId);
+      call.write({
+        type: EventType.EVENT_TYPE_SUBSCRIBED,
+        documentId: call.request.documentId,
+        version: 7,
+        timestamp: 0,
+        userId: "",
+        payload: undefined,
+      });
+    },
+  };
+  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      ServerCredentials.createInsecure(),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  const backends = await createGrpcBackends({
+    session: target(`127.0.0.1:${port}`),
+    statesync: target(`127.0.0.1:${port}`),
+    breakers: new BreakerRegistry(),
+  });
+  try {
+    const subscribe = (documentId: string) =>
+      new Promise<DocumentEvent>((resolve, reject) => {
+        backends.statesync.subscribeDocument(
+          { actorId: "u", documentId, sessionId: "", subscriberId: "s" },
+          { onData: resolve, onError: reject, onEnd: () => reject(new Error("ended")) },
+        );
+      });
+    // The first one meets UNIMPLEMENTED on the shared stream and moves to its own stream.
+    assert.equal((await subscribe("doc-1")).documentId, "doc-1");
+    assert.equal((await subscribe("doc-2")).documentId, "doc-2");
+    assert.deepEqual(requested, ["doc-1", "doc-2"]);
   } finally {
     await backends.close();
     server.forceShutdown();

@@ -1,10 +1,11 @@
 /**
  * The WebSocket side of the gateway (protocol in PROTOCOL.md): authentication on the first
- * message, document subscriptions fanned out from ONE SubscribeDocument stream per
- * document per gateway, resume from a version via history, document operations over ONE
- * submit stream per gateway (SubmitOperationBatches, see grpc_backends.ts; acked only after
- * statesync's result), channels with publish/notify, presence, locks, server pings,
- * per-connection rate and size limits and a bounded outgoing queue.
+ * message, document subscriptions fanned out from ONE statesync subscription per document
+ * per gateway (all of them sharing one SubscribeDocuments stream, see subscription_mux.ts),
+ * resume from a version via history, document operations over ONE submit stream per gateway
+ * (SubmitOperationBatches, see grpc_backends.ts; acked only after statesync's result),
+ * channels with publish/notify, presence, locks, server pings, per-connection rate and size
+ * limits and a bounded outgoing queue.
  * @module
  */
 import {
@@ -15,7 +16,7 @@ import {
   newId,
   silentLogger,
 } from "../kernel/mod.ts";
-import type { DocumentEvent, SubmitResult } from "../proto/gen/statesync.ts";
+import type { DocumentEvent, SubmitRequest, SubmitResult } from "../proto/gen/statesync.ts";
 import { EventType } from "../proto/gen/statesync.ts";
 import { SessionState } from "../proto/gen/session.ts";
 import type { AuthUser } from "./_http.ts";
@@ -239,8 +240,9 @@ export class WsHub {
   #channels = new Map<string, Set<Conn>>();
   #rate: TokenBuckets;
   #submit: SubmitStream | undefined;
+  /** Keyed by request id as a number: small-integer keys are the cheapest Map keys. */
   #pendingOps = new Map<
-    string,
+    number,
     { resolve: (r: SubmitResult) => void; reject: (e: unknown) => void }
   >();
   /** Request ids on the submit stream only need to be unique within this hub. */
@@ -961,9 +963,10 @@ export class WsHub {
     };
     this.#submit = this.#backends.statesync.submitOperations({
       onData: (result) => {
-        const pending = this.#pendingOps.get(result.requestId);
+        const requestId = Number(result.requestId);
+        const pending = this.#pendingOps.get(requestId);
         if (pending === undefined) return;
-        this.#pendingOps.delete(result.requestId);
+        this.#pendingOps.delete(requestId);
         pending.resolve(result);
         if (this.#pendingOps.size === 0) this.#drained?.();
       },
@@ -982,35 +985,41 @@ export class WsHub {
         `At most ${this.#config.maxOpsInFlight} operations in flight per connection`,
       );
     }
-    const requestId = String(++this.#lastRequestId);
+    const requestId = ++this.#lastRequestId;
+    const request: SubmitRequest = {
+      requestId: String(requestId),
+      traceparent: currentTraceparent(),
+      apply: {
+        actorId: user.id,
+        operation: {
+          id: "",
+          documentId: message.document_id,
+          baseVersion: message.base_version,
+          version: 0,
+          authorId: user.id,
+          sessionId: user.sessionId || conn.id,
+          clientOpId: message.client_op_id ?? newId(),
+          timestamp: 0,
+          components: message.components.map(toProtoComponent),
+        },
+      },
+    };
     conn.opsInFlight++;
-    const result = await new Promise<SubmitResult>((resolve, reject) => {
-      this.#pendingOps.set(requestId, { resolve, reject });
-      this.#stats.opsSubmitted++;
-      try {
-        this.#submitStream().send({
-          requestId,
-          traceparent: currentTraceparent(),
-          apply: {
-            actorId: user.id,
-            operation: {
-              id: "",
-              documentId: message.document_id,
-              baseVersion: message.base_version,
-              version: 0,
-              authorId: user.id,
-              sessionId: user.sessionId || conn.id,
-              clientOpId: message.client_op_id ?? newId(),
-              timestamp: 0,
-              components: message.components.map(toProtoComponent),
-            },
-          },
-        });
-      } catch (error) {
-        this.#pendingOps.delete(requestId);
-        reject(AppError.from(error));
-      }
-    }).finally(() => conn.opsInFlight--);
+    let result: SubmitResult;
+    try {
+      result = await new Promise<SubmitResult>((resolve, reject) => {
+        this.#pendingOps.set(requestId, { resolve, reject });
+        this.#stats.opsSubmitted++;
+        try {
+          this.#submitStream().send(request);
+        } catch (error) {
+          this.#pendingOps.delete(requestId);
+          reject(AppError.from(error));
+        }
+      });
+    } finally {
+      conn.opsInFlight--;
+    }
     const outcome = result.outcome;
     if (outcome?.$case === "error") {
       throw new AppError(AppError.statusName(outcome.value.code), outcome.value.message);

@@ -11,30 +11,33 @@
  * ```
  * @module
  */
-import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { AppError } from "../kernel/mod.ts";
 
 const tracer = trace.getTracer("aetherflow-gateway");
 
 /** Run `fn` (the handling of one WebSocket message of `type`) in its own span. */
 export function traceWsOperation<T>(type: string, fn: () => Promise<T>): Promise<T> {
-  return tracer.startActiveSpan(
-    `WS ${type}`,
-    { kind: SpanKind.SERVER, attributes: { "aetherflow.ws.message_type": type } },
-    async (span) => {
-      try {
-        return await fn();
-      } catch (error) {
-        const appError = AppError.from(error);
-        span.recordException(appError);
-        span.setAttribute("rpc.grpc.status_code", appError.code);
-        if (appError.httpStatus >= 500) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: appError.message });
-        }
-        throw error;
-      } finally {
-        span.end();
+  const span = tracer.startSpan(`WS ${type}`, {
+    kind: SpanKind.SERVER,
+    attributes: { "aetherflow.ws.message_type": type },
+  });
+  // Tracing off (the no-op tracer): nothing to record or pass on, so skip the context switch
+  // and the wrapper — this runs for every message, ops included.
+  if (!span.isRecording() && !trace.isSpanContextValid(span.spanContext())) return fn();
+  return context.with(trace.setSpan(context.active(), span), async () => {
+    try {
+      return await fn();
+    } catch (error) {
+      const appError = AppError.from(error);
+      span.recordException(appError);
+      span.setAttribute("rpc.grpc.status_code", appError.code);
+      if (appError.httpStatus >= 500) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: appError.message });
       }
-    },
-  );
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
 }

@@ -2,7 +2,9 @@
  * The StateSync gRPC service (`proto/statesync.proto`): unary calls delegate to the
  * document engine, the lock table and presence, with every field validated
  * (INVALID_ARGUMENT naming it); SubscribeDocument streams events with ShareDB-style resume
- * and backpressure; SubmitOperations is the gateway's bidirectional hot path.
+ * and backpressure, SubscribeDocuments carries many such subscriptions over one stream with
+ * their events batched per turn (subscription_mux.ts); SubmitOperations and
+ * SubmitOperationBatches are the gateway's bidirectional hot path.
  *
  * @example
  * ```ts
@@ -21,7 +23,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
 } from "@grpc/grpc-js";
-import { SpanKind, trace } from "@opentelemetry/api";
+import { context, SpanKind, trace } from "@opentelemetry/api";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import {
@@ -44,6 +46,7 @@ import {
   silentLogger,
 } from "../kernel/mod.ts";
 import { OpError } from "./json0/mod.ts";
+import { serveSubscriptionMux, type SubscriptionOutput } from "./subscription_mux.ts";
 import type { Json, Path } from "./json0/types.ts";
 import type {
   ApplyInput,
@@ -220,6 +223,7 @@ export class StateSyncService {
       submitOperations: (call) => this.#submitOperations(call),
       submitOperationBatches: (call) => this.#submitBatches(call),
       getOperationHistory: this.#unary((r) => this.#history(r)),
+      subscribeDocuments: (call) => this.#subscribeMany(call),
       subscribeDocument: (call) => {
         const task = this.#subscribe(call);
         this.#subscriptions.add(task);
@@ -552,8 +556,60 @@ export class StateSyncService {
   // ---- SubscribeDocument ----------------------------------------------------------------------
 
   async #subscribe(call: ServerWritableStream<pb.SubscribeDocumentRequest, pb.DocumentEvent>) {
-    const r = call.request;
-    let subscription;
+    const ended = await this.#runSubscription(call.request, {
+      get cancelled() {
+        return call.cancelled;
+      },
+      onCancel: (close) => call.on("cancelled", close),
+      write: (event) => call.write(event),
+      drained: (closed) =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            call.off("drain", done);
+            resolve();
+          };
+          call.on("drain", done);
+          closed.then(done);
+        }),
+    });
+    if (call.cancelled) return;
+    if (ended === undefined) call.end();
+    else call.emit("error", ended.toServiceError());
+    // grpc-js sends the status from the stream's final step: wait for it, so a shutdown that
+    // awaits this handler never closes the connection before the status is on its way.
+    if (!call.writableFinished) {
+      await new Promise<void>((resolve) => {
+        call.once("finish", resolve);
+        call.once("close", resolve);
+      });
+    }
+  }
+
+  /** SubscribeDocuments: many subscriptions over one stream, their events batched per turn. */
+  #subscribeMany(call: ServerDuplexStream<pb.SubscriptionControl, pb.DocumentEventBatch>): void {
+    const mux = serveSubscriptionMux(
+      call,
+      (request, output) => this.#runSubscription(request, output),
+    );
+    const stream = {
+      stop: () => {
+        mux.stop(new AppError("UNAVAILABLE", "Server is shutting down"));
+        return mux.finished;
+      },
+    };
+    this.#streams.add(stream);
+    void mux.finished.then(() => this.#streams.delete(stream));
+  }
+
+  /**
+   * Run one subscription until it ends, writing its events to `output`.
+   * @returns undefined when it ended gracefully, else the error that ended it
+   */
+  async #runSubscription(
+    r: pb.SubscribeDocumentRequest,
+    output: SubscriptionOutput,
+  ): Promise<AppError | undefined> {
+    let sub;
     let who = "";
     let id = "";
     try {
@@ -565,27 +621,25 @@ export class StateSyncService {
       }
       await this.#documents.assertCanRead(who, id);
       // Register first (buffering), then read the version, then catch up: no gap.
-      subscription = this.#hub.subscribe(id, {
+      sub = this.#hub.subscribe(id, {
         ...(r.subscriberId === "" ? {} : { subscriberId: r.subscriberId }),
         userId: who,
         sessionId: r.sessionId,
       });
     } catch (error) {
-      call.emit("error", this.#toAppError(error).toServiceError());
-      return;
+      return this.#toAppError(error);
     }
-    const sub = subscription;
-    call.on("cancelled", () => sub.close());
+    const subscription = sub;
+    output.onCancel(() => subscription.close());
     try {
       this.#presence.attach(id, who);
     } catch (error) {
-      sub.close();
-      call.emit("error", this.#toAppError(error).toServiceError());
-      return;
+      subscription.close();
+      return this.#toAppError(error);
     }
     try {
       const doc = await this.#documents.assertCanRead(who, id);
-      sub.resume({
+      subscription.resume({
         currentVersion: doc.version,
         ...(r.fromVersion === undefined ? {} : { fromVersion: r.fromVersion }),
         history: (fromVersion, pageToken) =>
@@ -596,47 +650,28 @@ export class StateSyncService {
           }),
       });
       for (;;) {
-        const step = await sub.next();
-        if (step.done) {
-          if (!call.cancelled) call.end();
-          break;
-        }
-        if (call.cancelled) break;
+        const step = await subscription.next();
+        if (step.done || output.cancelled) return undefined;
         const event = step.value;
         // Permission and state changes apply to open subscriptions too.
         const changed = event.type === "document_updated" ? event.document : undefined;
         if (changed !== undefined && !canRead(changed, who)) {
           throw new AppError("PERMISSION_DENIED", `User ${who} may no longer read document ${id}`);
         }
-        if (!call.write(sharedEventProto(event))) {
-          // Backpressure: stop draining our queue until grpc-js has flushed; the bounded
+        if (!output.write(sharedEventProto(event))) {
+          // Backpressure: stop draining our queue until the receiver catches up; the bounded
           // queue disconnects the subscriber if it stays stuck.
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              call.off("drain", done);
-              resolve();
-            };
-            call.on("drain", done);
-            sub.closed.then(done);
-          });
+          await output.drained(subscription.closed);
         }
         if (changed?.state === "deleted") {
           throw new AppError("NOT_FOUND", `Document ${id} was deleted`);
         }
       }
     } catch (error) {
-      sub.close();
-      if (!call.cancelled) call.emit("error", this.#toAppError(error).toServiceError());
+      subscription.close();
+      return this.#toAppError(error);
     } finally {
       this.#presence.detach(id, who);
-    }
-    // grpc-js sends the status from the stream's final step: wait for it, so a shutdown that
-    // awaits this handler never closes the connection before the status is on its way.
-    if (!call.cancelled && !call.writableFinished) {
-      await new Promise<void>((resolve) => {
-        call.once("finish", resolve);
-        call.once("close", resolve);
-      });
     }
   }
 
@@ -667,32 +702,35 @@ export class StateSyncService {
    * in a server span that continues the request's own `traceparent`.
    */
   #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
-    return tracer.startActiveSpan(
-      SUBMIT_SPAN_NAME,
-      SUBMIT_SPAN_OPTIONS,
-      contextFromTraceparent(request.traceparent),
-      (span) =>
-        this.#apply(request.apply, SUBMIT_APPLY_FIELDS).then(
-          (applied): pb.SubmitResult => {
-            span.setAttribute("rpc.grpc.status_code", 0);
-            span.end();
-            return { requestId: request.requestId, outcome: { $case: "applied", value: applied } };
+    const parent = contextFromTraceparent(request.traceparent);
+    const span = tracer.startSpan(SUBMIT_SPAN_NAME, SUBMIT_SPAN_OPTIONS, parent);
+    // Tracing off (the no-op tracer, no caller trace): nothing to record or pass on, so skip
+    // the context switch — this runs for every operation.
+    const untraced = !span.isRecording() && !trace.isSpanContextValid(span.spanContext());
+    const applied = untraced ? this.#apply(request.apply, SUBMIT_APPLY_FIELDS) : context.with(
+      trace.setSpan(parent, span),
+      () => this.#apply(request.apply, SUBMIT_APPLY_FIELDS),
+    );
+    return applied.then(
+      (value): pb.SubmitResult => {
+        span.setAttribute("rpc.grpc.status_code", 0);
+        span.end();
+        return { requestId: request.requestId, outcome: { $case: "applied", value } };
+      },
+      (error): pb.SubmitResult => {
+        const appError = this.#toAppError(error);
+        span.setAttribute("rpc.grpc.status_code", appError.code);
+        // Only server faults are span errors; a rejected operation is the caller's.
+        if (appError.httpStatus >= 500) recordSpanError(span, appError);
+        span.end();
+        return {
+          requestId: request.requestId,
+          outcome: {
+            $case: "error",
+            value: { code: appError.code, message: appError.message },
           },
-          (error): pb.SubmitResult => {
-            const appError = this.#toAppError(error);
-            span.setAttribute("rpc.grpc.status_code", appError.code);
-            // Only server faults are span errors; a rejected operation is the caller's.
-            if (appError.httpStatus >= 500) recordSpanError(span, appError);
-            span.end();
-            return {
-              requestId: request.requestId,
-              outcome: {
-                $case: "error",
-                value: { code: appError.code, message: appError.message },
-              },
-            };
-          },
-        ),
+        };
+      },
     );
   }
 

@@ -685,6 +685,43 @@ export interface SubscribeDocumentRequest {
   fromVersion?: number | undefined;
 }
 
+/** One control message of the SubscribeDocuments stream: adds or removes one subscription. */
+export interface SubscriptionControl {
+  /**
+   * Caller-chosen key of the subscription, unique within the stream (never reused): every
+   * update names it.
+   */
+  key: number;
+  action:
+    | //
+    /** Start the subscription (catch-up from from_version, SUBSCRIBED, then live events). */
+    { $case: "subscribe"; value: SubscribeDocumentRequest }
+    | //
+    /** End the subscription; nothing more is sent for this key. */
+    { $case: "unsubscribe"; value: boolean }
+    | undefined;
+}
+
+/** What happened to one subscription since the last batch. */
+export interface SubscriptionUpdate {
+  key: number;
+  /** Its events, in order. */
+  events: DocumentEvent[];
+  /**
+   * Set when the subscription ended, after its events: code 0 = ended gracefully, else the
+   * error that ended it (as SubscribeDocument's stream status would carry it).
+   */
+  ended: Error | undefined;
+}
+
+/**
+ * Everything produced together (one turn, e.g. one group commit) for the subscriptions of one
+ * SubscribeDocuments stream.
+ */
+export interface DocumentEventBatch {
+  updates: SubscriptionUpdate[];
+}
+
 export interface UnsubscribeDocumentRequest {
   actorId: string;
   documentId: string;
@@ -5063,6 +5100,295 @@ export const SubscribeDocumentRequest: MessageFns<SubscribeDocumentRequest> = {
   },
 };
 
+function createBaseSubscriptionControl(): SubscriptionControl {
+  return { key: 0, action: undefined };
+}
+
+export const SubscriptionControl: MessageFns<SubscriptionControl> = {
+  encode(message: SubscriptionControl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== 0) {
+      writer.uint32(8).uint64(message.key);
+    }
+    switch (message.action?.$case) {
+      case "subscribe":
+        SubscribeDocumentRequest.encode(message.action.value, writer.uint32(18).fork()).join();
+        break;
+      case "unsubscribe":
+        writer.uint32(24).bool(message.action.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscriptionControl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscriptionControl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.key = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = { $case: "subscribe", value: SubscribeDocumentRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.action = { $case: "unsubscribe", value: reader.bool() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscriptionControl {
+    return {
+      key: isSet(object.key) ? globalThis.Number(object.key) : 0,
+      action: isSet(object.subscribe)
+        ? { $case: "subscribe", value: SubscribeDocumentRequest.fromJSON(object.subscribe) }
+        : isSet(object.unsubscribe)
+        ? { $case: "unsubscribe", value: globalThis.Boolean(object.unsubscribe) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SubscriptionControl): unknown {
+    const obj: any = {};
+    if (message.key !== 0) {
+      obj.key = Math.round(message.key);
+    }
+    if (message.action?.$case === "subscribe") {
+      obj.subscribe = SubscribeDocumentRequest.toJSON(message.action.value);
+    } else if (message.action?.$case === "unsubscribe") {
+      obj.unsubscribe = message.action.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscriptionControl>, I>>(base?: I): SubscriptionControl {
+    return SubscriptionControl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscriptionControl>, I>>(object: I): SubscriptionControl {
+    const message = createBaseSubscriptionControl();
+    message.key = object.key ?? 0;
+    switch (object.action?.$case) {
+      case "subscribe": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "subscribe", value: SubscribeDocumentRequest.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "unsubscribe": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "unsubscribe", value: object.action.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSubscriptionUpdate(): SubscriptionUpdate {
+  return { key: 0, events: [], ended: undefined };
+}
+
+export const SubscriptionUpdate: MessageFns<SubscriptionUpdate> = {
+  encode(message: SubscriptionUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== 0) {
+      writer.uint32(8).uint64(message.key);
+    }
+    for (const v of message.events) {
+      DocumentEvent.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.ended !== undefined) {
+      Error.encode(message.ended, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscriptionUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscriptionUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.key = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.events.push(DocumentEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ended = Error.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscriptionUpdate {
+    return {
+      key: isSet(object.key) ? globalThis.Number(object.key) : 0,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => DocumentEvent.fromJSON(e)) : [],
+      ended: isSet(object.ended) ? Error.fromJSON(object.ended) : undefined,
+    };
+  },
+
+  toJSON(message: SubscriptionUpdate): unknown {
+    const obj: any = {};
+    if (message.key !== 0) {
+      obj.key = Math.round(message.key);
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => DocumentEvent.toJSON(e));
+    }
+    if (message.ended !== undefined) {
+      obj.ended = Error.toJSON(message.ended);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscriptionUpdate>, I>>(base?: I): SubscriptionUpdate {
+    return SubscriptionUpdate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscriptionUpdate>, I>>(object: I): SubscriptionUpdate {
+    const message = createBaseSubscriptionUpdate();
+    message.key = object.key ?? 0;
+    message.events = object.events?.map((e) => DocumentEvent.fromPartial(e)) || [];
+    message.ended = (object.ended !== undefined && object.ended !== null) ? Error.fromPartial(object.ended) : undefined;
+    return message;
+  },
+};
+
+function createBaseDocumentEventBatch(): DocumentEventBatch {
+  return { updates: [] };
+}
+
+export const DocumentEventBatch: MessageFns<DocumentEventBatch> = {
+  encode(message: DocumentEventBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.updates) {
+      SubscriptionUpdate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DocumentEventBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDocumentEventBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.updates.push(SubscriptionUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DocumentEventBatch {
+    return {
+      updates: globalThis.Array.isArray(object?.updates)
+        ? object.updates.map((e: any) => SubscriptionUpdate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DocumentEventBatch): unknown {
+    const obj: any = {};
+    if (message.updates?.length) {
+      obj.updates = message.updates.map((e) => SubscriptionUpdate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DocumentEventBatch>, I>>(base?: I): DocumentEventBatch {
+    return DocumentEventBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DocumentEventBatch>, I>>(object: I): DocumentEventBatch {
+    const message = createBaseDocumentEventBatch();
+    message.updates = object.updates?.map((e) => SubscriptionUpdate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseUnsubscribeDocumentRequest(): UnsubscribeDocumentRequest {
   return { actorId: "", documentId: "", subscriberId: "" };
 }
@@ -7677,6 +8003,20 @@ export const StateSyncServiceService = {
     responseSerialize: (value: DocumentEvent): Buffer => Buffer.from(DocumentEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): DocumentEvent => DocumentEvent.decode(value),
   },
+  /**
+   * Many subscriptions over one stream: each SubscriptionControl adds or removes one, and the
+   * events produced together for all of them travel in one DocumentEventBatch. An error on one
+   * subscription ends only that one (SubscriptionUpdate.ended).
+   */
+  subscribeDocuments: {
+    path: "/aetherflow.statesync.v1.StateSyncService/SubscribeDocuments" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubscriptionControl): Buffer => Buffer.from(SubscriptionControl.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubscriptionControl => SubscriptionControl.decode(value),
+    responseSerialize: (value: DocumentEventBatch): Buffer => Buffer.from(DocumentEventBatch.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DocumentEventBatch => DocumentEventBatch.decode(value),
+  },
   unsubscribeDocument: {
     path: "/aetherflow.statesync.v1.StateSyncService/UnsubscribeDocument" as const,
     requestStream: false as const,
@@ -7785,6 +8125,12 @@ export interface StateSyncServiceServer extends UntypedServiceImplementation {
   getOperationHistory: handleUnaryCall<GetOperationHistoryRequest, GetOperationHistoryResponse>;
   /** Catch-up ops from from_version, then SUBSCRIBED, then live events. */
   subscribeDocument: handleServerStreamingCall<SubscribeDocumentRequest, DocumentEvent>;
+  /**
+   * Many subscriptions over one stream: each SubscriptionControl adds or removes one, and the
+   * events produced together for all of them travel in one DocumentEventBatch. An error on one
+   * subscription ends only that one (SubscriptionUpdate.ended).
+   */
+  subscribeDocuments: handleBidiStreamingCall<SubscriptionControl, DocumentEventBatch>;
   unsubscribeDocument: handleUnaryCall<UnsubscribeDocumentRequest, UnsubscribeDocumentResponse>;
   acquireLock: handleUnaryCall<AcquireLockRequest, Lock>;
   releaseLock: handleUnaryCall<ReleaseLockRequest, ReleaseLockResponse>;
@@ -7927,6 +8273,17 @@ export interface StateSyncServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DocumentEvent>;
+  /**
+   * Many subscriptions over one stream: each SubscriptionControl adds or removes one, and the
+   * events produced together for all of them travel in one DocumentEventBatch. An error on one
+   * subscription ends only that one (SubscriptionUpdate.ended).
+   */
+  subscribeDocuments(): ClientDuplexStream<SubscriptionControl, DocumentEventBatch>;
+  subscribeDocuments(options: Partial<CallOptions>): ClientDuplexStream<SubscriptionControl, DocumentEventBatch>;
+  subscribeDocuments(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<SubscriptionControl, DocumentEventBatch>;
   unsubscribeDocument(
     request: UnsubscribeDocumentRequest,
     callback: (error: ServiceError | null, response: UnsubscribeDocumentResponse) => void,
