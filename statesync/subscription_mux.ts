@@ -47,6 +47,8 @@ export interface SubscriptionMux {
 
 /** Events of one batch beyond which it is written at once (bounds the message size). */
 const MAX_BATCH_EVENTS = 1024;
+/** Subscriptions one call may hold at once (bounds what one client can make us keep). */
+export const MAX_SUBSCRIPTIONS_PER_CALL = 16_384;
 
 interface Entry {
   key: number;
@@ -56,10 +58,14 @@ interface Entry {
   update: pb.SubscriptionUpdate | undefined;
 }
 
-/** Serve one SubscribeDocuments call; `run` runs each subscription. */
+/**
+ * Serve one SubscribeDocuments call; `run` runs each subscription. A subscribe beyond
+ * `maxSubscriptions` open ones ends at once with RESOURCE_EXHAUSTED.
+ */
 export function serveSubscriptionMux(
   call: ServerDuplexStream<pb.SubscriptionControl, pb.DocumentEventBatch>,
   run: RunSubscription,
+  maxSubscriptions = MAX_SUBSCRIPTIONS_PER_CALL,
 ): SubscriptionMux {
   const active = new Map<number, Entry>();
   const running = new Set<Promise<void>>();
@@ -116,6 +122,14 @@ export function serveSubscriptionMux(
     const previous = active.get(key);
     if (previous !== undefined) cancel(previous); // a reused key replaces its subscription
     const entry: Entry = { key, cancelled: false, close: undefined, update: undefined };
+    if (active.size >= maxSubscriptions) {
+      const full = new AppError(
+        "RESOURCE_EXHAUSTED",
+        `At most ${maxSubscriptions} subscriptions per SubscribeDocuments call`,
+      );
+      updateOf(entry).ended = { code: full.code, message: full.message };
+      return;
+    }
     active.set(key, entry);
     const output: SubscriptionOutput = {
       get cancelled() {
