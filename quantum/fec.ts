@@ -340,7 +340,15 @@ export class FecEncoder {
     this.#groupId = (this.#groupId + 1) >>> 0;
     this.#count = 0;
     this.#longest = 0;
-    rsEncode(shards, dataCount, parityCount);
+    if (dataCount === 1) {
+      // With one data shard every Reed-Solomon parity shard equals it (each parity row of the
+      // systematic Vandermonde matrix is [1]; fec_test checks this against the library). The
+      // library rebuilds and inverts its matrix on every call, which dominated the cost of
+      // protecting a sparse message.
+      for (let j = 1; j <= parityCount; j++) shards.copyWithin(j * shardSize, 0, shardSize);
+    } else {
+      rsEncode(shards, dataCount, parityCount);
+    }
     const parity: ParityShard[] = [];
     for (let j = 0; j < parityCount; j++) {
       const start = (dataCount + j) * shardSize;
