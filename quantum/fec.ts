@@ -61,6 +61,8 @@ export const FEC_DEFAULT_MAX_PAYLOAD_BYTES = 1472;
 export const FEC_SHARD_PREFIX_BYTES = 8;
 /** Reed-Solomon over GF(2^8): at most 256 shards per group. */
 export const FEC_MAX_SHARDS = 256;
+/** Largest encoder scratch kept after a sparse group (a small message and its parity fit). */
+const SPARSE_SCRATCH_BYTES = 4096;
 
 /** FEC fields of a data packet. */
 export interface FecTag {
@@ -219,8 +221,8 @@ export class FecEncoder {
       "maxPayloadBytes",
     );
     this.#groupId = checkInteger(options.firstGroupId ?? 0, 0, 0xffffffff, "firstGroupId");
-    // Allocated on first use and released after a flushed (sparse) group, so idle connections
-    // hold no buffers.
+    // Allocated on first use; after a flushed (sparse) group only one packet's worth stays, so
+    // idle connections hold at most ~2 KB.
     this.#payloads = new Array<Uint8Array | undefined>(this.#dataShards);
     this.#lengths = new Array<number>(this.#dataShards).fill(0);
   }
@@ -324,7 +326,11 @@ export class FecEncoder {
     const parityCount = this.#groupParity;
     const shardSize = this.#longest + FEC_SHARD_PREFIX_BYTES;
     const total = shardSize * (dataCount + parityCount);
-    if (this.#scratch.length < total) this.#scratch = new Uint8Array(Math.max(total, 16 * 1024));
+    if (this.#scratch.length < total) {
+      // A sparse group needs a few hundred bytes: a 16 KiB buffer per message was most of the
+      // garbage (and GC pauses) of request/response traffic.
+      this.#scratch = new Uint8Array(partial ? total : Math.max(total, 16 * 1024));
+    }
     const shards = this.#scratch.subarray(0, total);
     shards.fill(0);
     for (let i = 0; i < dataCount; i++) {
@@ -334,7 +340,15 @@ export class FecEncoder {
     this.#groupId = (this.#groupId + 1) >>> 0;
     this.#count = 0;
     this.#longest = 0;
-    rsEncode(shards, dataCount, parityCount);
+    if (dataCount === 1) {
+      // With one data shard every Reed-Solomon parity shard equals it (each parity row of the
+      // systematic Vandermonde matrix is [1]; fec_test checks this against the library). The
+      // library rebuilds and inverts its matrix on every call, which dominated the cost of
+      // protecting a sparse message.
+      for (let j = 1; j <= parityCount; j++) shards.copyWithin(j * shardSize, 0, shardSize);
+    } else {
+      rsEncode(shards, dataCount, parityCount);
+    }
     const parity: ParityShard[] = [];
     for (let j = 0; j < parityCount; j++) {
       const start = (dataCount + j) * shardSize;
@@ -348,9 +362,11 @@ export class FecEncoder {
     }
     this.#stats.groups++;
     if (partial) {
+      // Release what a full group needed; keep the one slot and the small scratch a sparse
+      // message reuses (~2 KB), so request/response traffic allocates nothing here per message.
       this.#stats.partialGroups++;
-      this.#payloads.fill(undefined);
-      this.#scratch = new Uint8Array(0);
+      this.#payloads.fill(undefined, 1);
+      if (this.#scratch.length > SPARSE_SCRATCH_BYTES) this.#scratch = new Uint8Array(0);
     }
     this.#stats.parityPackets += parityCount;
     this.#stats.parityBytes += parityCount * shardSize;

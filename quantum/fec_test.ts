@@ -12,6 +12,7 @@ import {
   type RecoveredPacket,
   residualLoss,
 } from "./fec.ts";
+import { rsEncode } from "./_rs_wasm.ts";
 
 /** Deterministic PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -283,6 +284,33 @@ Deno.test("minParity protects a sparse packet while parity is 0; flush(minParity
   // Without minParity the next packet goes unprotected again.
   assert.equal(encoder.add(1, new Uint8Array(3)).tag, undefined);
   assert.throws(() => encoder.add(2, new Uint8Array(3), 300), RangeError);
+});
+
+Deno.test("a one-packet group's parity (copied, not encoded) is what Reed-Solomon computes", () => {
+  const payload = new Uint8Array(201).map((_, i) => (i * 37 + 11) & 0xff);
+  for (const parityCount of [1, 3, 16]) {
+    const encoder = new FecEncoder({ dataShards: 10, parityShards: 0 });
+    const { tag } = encoder.add(0, payload, parityCount);
+    const parity = encoder.flush();
+    assert.equal(parity.length, parityCount);
+    // The library's parity for the same shard layout.
+    const shardSize = parity[0]!.payload.length;
+    // The data shard: the 8-byte prefix (length, check value) and the payload.
+    const shards = new Uint8Array(shardSize * (1 + parityCount));
+    shards.set(parity[0]!.payload.subarray(0, FEC_SHARD_PREFIX_BYTES));
+    shards.set(payload, FEC_SHARD_PREFIX_BYTES);
+    rsEncode(shards, 1, parityCount);
+    for (const p of parity) {
+      const start = (1 + p.index) * shardSize;
+      assert.deepEqual(p.payload, shards.subarray(start, start + shardSize));
+      // Any single parity shard rebuilds the message.
+      const decoder = new FecDecoder();
+      const rebuilt = decoder.addParity(p);
+      assert.equal(rebuilt.length, 1);
+      assert.equal(rebuilt[0]!.index, tag!.index);
+      assert.deepEqual(rebuilt[0]!.payload, payload);
+    }
+  }
 });
 
 Deno.test("FecEncoder rejects empty and oversized payloads and bad options", () => {

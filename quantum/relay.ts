@@ -16,6 +16,7 @@
  * ```
  * @module
  */
+import { PreciseTimer } from "./_precise_timer.ts";
 import { setReceiveBuffer } from "./_sockopt.ts";
 import { Impairer, type Impairments, type ImpairmentStats } from "./impairments.ts";
 
@@ -98,13 +99,14 @@ export function startRelay(options: RelayOptions): Relay {
 
   // Datagrams waiting for their delivery time, sorted by it (ties in arrival order). One timer
   // for the head: a timer per datagram fires out of order when delays are fractional, which
-  // reorders a path that should not reorder (only jitter may).
+  // reorders a path that should not reorder (only jitter may). A precise timer: with Deno's
+  // 1 ms `setTimeout` (never sooner than ~2 ms) datagrams arrived 1–2 ms late, see
+  // `_precise_timer.ts`.
   const line: Array<{ at: number; bytes: Uint8Array; send: (bytes: Uint8Array) => void }> = [];
-  let lineTimer: ReturnType<typeof setTimeout> | undefined;
+  const lineTimer = new PreciseTimer(drain);
   let lineTimerAt = Infinity;
 
   function drain(): void {
-    lineTimer = undefined;
     lineTimerAt = Infinity;
     if (closed) return;
     const now = performance.now();
@@ -117,9 +119,8 @@ export function startRelay(options: RelayOptions): Relay {
   function armLine(): void {
     const head = line[0];
     if (!head || head.at >= lineTimerAt) return;
-    if (lineTimer !== undefined) clearTimeout(lineTimer);
     lineTimerAt = head.at;
-    lineTimer = setTimeout(drain, Math.max(0, head.at - performance.now()));
+    lineTimer.arm(head.at);
   }
 
   function forward(
@@ -220,7 +221,7 @@ export function startRelay(options: RelayOptions): Relay {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
-    if (lineTimer !== undefined) clearTimeout(lineTimer);
+    lineTimer.close();
     line.length = 0;
     front.close();
     for (const client of clients.values()) client.upstream.close();

@@ -5,7 +5,8 @@
  * Workloads, per cell:
  * - bulk: 16 MiB one way (client → server), goodput in MB/s measured at the receiver, capped at
  *   `--bulk-seconds` (a capped cell reports what arrived, marked `*`);
- * - messages: 200-byte request/response at 500/s for `--msg-seconds`, round trip p50/p99/max.
+ * - messages: 200-byte request/response at 500/s for `--msg-seconds`, round trip p50/p99/max,
+ *   and CPU (client + server) per round trip.
  *
  * Paths: direct on loopback, and through the impairment relay (`quantum/relay.ts`, its own
  * process, rate-capped at 50 Mbit/s with a 1 MiB queue) at loss 0/1/5% with one-way
@@ -493,15 +494,23 @@ interface MsgResult {
   max: number;
   lost: number;
   count: number;
+  /** CPU (user + system) of client and server per round trip, µs. */
+  cpuMicrosPerMsg: number;
+  /** Quantum client: packets it retransmitted / packets its FEC rebuilt (responses). */
+  retransmits?: number;
+  fecRecovered?: number;
 }
 
 async function runMessages(
   kind: Kind,
   port: number,
   cert: string,
+  server: Child,
   seconds: number,
 ): Promise<MsgResult> {
   const conn = await open(kind, port, cert);
+  const cpu0 = cpuSeconds();
+  const serverCpu0 = (await server.request<{ cpu: number }>("cpu")).cpu;
   const writer = conn.writable.getWriter();
   const reader = conn.readable.getReader();
   const total = Math.round(seconds * MSG_RATE);
@@ -547,6 +556,8 @@ async function runMessages(
     await sleep(1);
   }
   await withTimeout(allIn, 2000);
+  const cpu = cpuSeconds() - cpu0 + (await server.request<{ cpu: number }>("cpu")).cpu - serverCpu0;
+  const stats = conn.quantum?.stats();
   conn.abort();
   await withTimeout(reading, 500);
   await withTimeout(conn.close(), 500);
@@ -558,6 +569,8 @@ async function runMessages(
     max: rtts.at(-1) ?? NaN,
     lost: total - rtts.length,
     count: total,
+    cpuMicrosPerMsg: (cpu * 1e6) / total,
+    ...(stats ? { retransmits: stats.retransmits, fecRecovered: stats.fecRecovered } : {}),
   };
 }
 
@@ -702,7 +715,9 @@ async function main(): Promise<void> {
         // A capped bulk run leaves up to a queue's worth of datagrams in the relay: let them
         // drain, or the first messages wait behind them.
         if (relay) await relayDrained(relay);
-        if (workloads.includes("msg")) cell.msg = await runMessages(kind, port, cert, msgSeconds);
+        if (workloads.includes("msg")) {
+          cell.msg = await runMessages(kind, port, cert, server, msgSeconds);
+        }
       } catch (error) {
         cell.error = String(error);
       }
@@ -718,11 +733,11 @@ async function main(): Promise<void> {
           cell.bulk?.capped ? "*" : ""
         } msg p50/p99/max ${fmt(cell.msg?.p50, 2)}/${fmt(cell.msg?.p99, 2)}/${
           fmt(cell.msg?.max, 2)
-        } ms lost ${cell.msg?.lost ?? "-"} drops ${cell.drops} relay q ${
-          cell.relayQueueDrops ?? "-"
-        } rtx ${cell.bulk?.retransmits ?? "-"} fec ${fmt((cell.bulk?.fecOverhead ?? NaN) * 100)}%${
-          cell.error ? " " + cell.error : ""
-        }`,
+        } ms ${fmt(cell.msg?.cpuMicrosPerMsg, 0)} µs/msg lost ${
+          cell.msg?.lost ?? "-"
+        } drops ${cell.drops} relay q ${cell.relayQueueDrops ?? "-"} rtx ${
+          cell.bulk?.retransmits ?? "-"
+        } fec ${fmt((cell.bulk?.fecOverhead ?? NaN) * 100)}%${cell.error ? " " + cell.error : ""}`,
       );
     }
     await relay?.close();
@@ -774,6 +789,13 @@ async function main(): Promise<void> {
       }`,
   );
   table("CPU seconds per MiB (bulk, client + server)", (c) => fmt(c.bulk?.cpuPerMiB, 3));
+  table(
+    "Messages: CPU µs per round trip (client + server); Quantum client retransmits / FEC-rebuilt",
+    (c) =>
+      `${fmt(c.msg?.cpuMicrosPerMsg, 0)}${
+        c.msg?.retransmits === undefined ? "" : `; ${c.msg.retransmits} / ${c.msg.fecRecovered}`
+      }`,
+  );
   table(
     "Quantum bulk: FEC parity overhead (% of data bytes) / retransmits; relay queue drops",
     (c) =>
