@@ -179,6 +179,8 @@ export class DocumentManager {
   /** Documents with a commit in flight: their next batch waits for it (it needs its outcome). */
   #committing = new Set<string>();
   #flushScheduled = false;
+  /** A flush is waiting for calls being prepared: new batches join it, no second one starts. */
+  #gathering = false;
   /** Calls queued or running in a document turn, not yet in a batch or answered. */
   #preparing = 0;
   /** Items in `#batch`. */
@@ -1018,11 +1020,20 @@ export class DocumentManager {
   // ---- group commit ----
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled || this.#flushing.size >= MAX_COMMITS_IN_FLIGHT) return;
+    if (
+      this.#flushScheduled || this.#gathering || this.#flushing.size >= MAX_COMMITS_IN_FLIGHT
+    ) {
+      return;
+    }
     this.#flushScheduled = true;
     queueMicrotask(() => {
       this.#flushScheduled = false;
-      if (this.#flushing.size >= MAX_COMMITS_IN_FLIGHT || !this.#hasCommittable()) return;
+      if (
+        this.#gathering || this.#flushing.size >= MAX_COMMITS_IN_FLIGHT ||
+        !this.#hasCommittable()
+      ) {
+        return;
+      }
       const flushing: Promise<void> = this.#flush().finally(() => {
         this.#flushing.delete(flushing);
         if (this.#batch.size > 0) this.#scheduleFlush();
@@ -1057,15 +1068,20 @@ export class DocumentManager {
     // so preparing the next batch overlaps this commit.
     // Writers whose acks are still on their way back are not counted as preparing yet, so
     // the wait ends only after a few quiet turns (no call preparing, the batch not growing).
-    for (
-      let i = 0, quiet = 0, seen = -1;
-      i < YIELD_TURNS && quiet < QUIET_TURNS && this.#batchedItems < SMALL_BATCH;
-      i++
-    ) {
-      const busy = this.#preparing > 0 || this.#batchedItems !== seen;
-      quiet = busy ? 0 : quiet + 1;
-      seen = this.#batchedItems;
-      await Promise.resolve();
+    this.#gathering = true;
+    try {
+      for (
+        let i = 0, quiet = 0, seen = -1;
+        i < YIELD_TURNS && quiet < QUIET_TURNS && this.#batchedItems < SMALL_BATCH;
+        i++
+      ) {
+        const busy = this.#preparing > 0 || this.#batchedItems !== seen;
+        quiet = busy ? 0 : quiet + 1;
+        seen = this.#batchedItems;
+        await Promise.resolve();
+      }
+    } finally {
+      this.#gathering = false;
     }
     const batches = this.#takeCommittable();
     if (batches.length === 0) return; // all wait for commits in flight; those relaunch
