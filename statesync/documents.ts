@@ -5,8 +5,9 @@
  * version (json0), settle genuine collisions by the document's conflict strategy, check
  * locks, apply, and commit atomically on the document version. Ops are acknowledged only
  * after their commit; concurrent applies (to one or many documents) share one store
- * commit (group commit). A lost race (another writer committed first) reloads the
- * document and transforms again.
+ * commit (group commit). Up to two group commits are in flight; a document with a commit in
+ * flight waits for it before its next changes are committed. A lost race (another writer
+ * committed first) reloads the document and transforms again.
  *
  * @example
  * ```ts
@@ -149,6 +150,12 @@ const YIELD_TURNS = 1000;
 const SMALL_BATCH = 256;
 /** Turns without a call being prepared or joining the batch after which a commit goes. */
 const QUIET_TURNS = 16;
+/**
+ * Group commits in flight at once. The store runs them one after the other, but while one
+ * is being written the next batch (other documents) is already built and queued, and the
+ * first one's answers go out meanwhile, so an op rarely waits for a whole unrelated commit.
+ */
+const MAX_COMMITS_IN_FLIGHT = 2;
 
 /** Document engine; see the module docs. */
 export class DocumentManager {
@@ -167,8 +174,13 @@ export class DocumentManager {
   #turns = new Map<string, Promise<void>>();
   #inflight = new Map<string, Map<string, Promise<ApplyResult>>>();
   #batch = new Map<string, DocBatch>();
-  #flushing: Promise<void> | undefined;
+  /** Group commits in flight. */
+  #flushing = new Set<Promise<void>>();
+  /** Documents with a commit in flight: their next batch waits for it (it needs its outcome). */
+  #committing = new Set<string>();
   #flushScheduled = false;
+  /** A flush is waiting for calls being prepared: new batches join it, no second one starts. */
+  #gathering = false;
   /** Calls queued or running in a document turn, not yet in a batch or answered. */
   #preparing = 0;
   /** Items in `#batch`. */
@@ -201,7 +213,12 @@ export class DocumentManager {
   invalidate(documentId: string, version: number): void {
     const state = this.#docs.get(documentId);
     if (state === undefined || state.committedHead.version >= version) return;
-    if (this.#turns.has(documentId) || this.#batch.has(documentId)) return;
+    if (
+      this.#turns.has(documentId) || this.#batch.has(documentId) ||
+      this.#committing.has(documentId)
+    ) {
+      return;
+    }
     this.#evict(documentId);
   }
 
@@ -832,7 +849,7 @@ export class DocumentManager {
   /** Totals over the store plus this manager's transform count. */
   async stats(): Promise<DocumentStats> {
     this.#assertOpen();
-    await this.#flushing;
+    await Promise.allSettled(this.#flushing);
     return { ...(await this.#store.counts()), transforms: this.#transforms };
   }
 
@@ -851,8 +868,7 @@ export class DocumentManager {
 
   async #drain(): Promise<void> {
     for (;;) {
-      const pending = [...this.#turns.values(), ...this.#background];
-      if (this.#flushing) pending.push(this.#flushing);
+      const pending = [...this.#turns.values(), ...this.#background, ...this.#flushing];
       if (pending.length === 0 && this.#batch.size === 0) return;
       if (pending.length === 0) this.#scheduleFlush();
       await Promise.allSettled(pending);
@@ -913,7 +929,7 @@ export class DocumentManager {
     for (const [id, state] of this.#docs) {
       if (this.#docs.size <= this.#maxCached) break;
       if (
-        this.#turns.has(id) || this.#batch.has(id) ||
+        this.#turns.has(id) || this.#batch.has(id) || this.#committing.has(id) ||
         state.head.version !== state.committedHead.version
       ) {
         continue;
@@ -1004,16 +1020,45 @@ export class DocumentManager {
   // ---- group commit ----
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled || this.#flushing !== undefined) return;
+    if (
+      this.#flushScheduled || this.#gathering || this.#flushing.size >= MAX_COMMITS_IN_FLIGHT
+    ) {
+      return;
+    }
     this.#flushScheduled = true;
     queueMicrotask(() => {
       this.#flushScheduled = false;
-      if (this.#flushing !== undefined || this.#batch.size === 0) return;
-      this.#flushing = this.#flush().finally(() => {
-        this.#flushing = undefined;
+      if (
+        this.#gathering || this.#flushing.size >= MAX_COMMITS_IN_FLIGHT ||
+        !this.#hasCommittable()
+      ) {
+        return;
+      }
+      const flushing: Promise<void> = this.#flush().finally(() => {
+        this.#flushing.delete(flushing);
         if (this.#batch.size > 0) this.#scheduleFlush();
       });
+      this.#flushing.add(flushing);
     });
+  }
+
+  /** Some batched document has no commit in flight. */
+  #hasCommittable(): boolean {
+    for (const id of this.#batch.keys()) if (!this.#committing.has(id)) return true;
+    return false;
+  }
+
+  /** Take the batches of documents without a commit in flight, marking them in flight. */
+  #takeCommittable(): DocBatch[] {
+    const taken: DocBatch[] = [];
+    for (const [id, batch] of this.#batch) {
+      if (this.#committing.has(id)) continue;
+      this.#batch.delete(id);
+      this.#committing.add(id);
+      this.#batchedItems -= batch.items.length;
+      taken.push(batch);
+    }
+    return taken;
   }
 
   async #flush(): Promise<void> {
@@ -1023,19 +1068,32 @@ export class DocumentManager {
     // so preparing the next batch overlaps this commit.
     // Writers whose acks are still on their way back are not counted as preparing yet, so
     // the wait ends only after a few quiet turns (no call preparing, the batch not growing).
-    for (
-      let i = 0, quiet = 0, seen = -1;
-      i < YIELD_TURNS && quiet < QUIET_TURNS && this.#batchedItems < SMALL_BATCH;
-      i++
-    ) {
-      const busy = this.#preparing > 0 || this.#batchedItems !== seen;
-      quiet = busy ? 0 : quiet + 1;
-      seen = this.#batchedItems;
-      await Promise.resolve();
+    this.#gathering = true;
+    try {
+      for (
+        let i = 0, quiet = 0, seen = -1;
+        i < YIELD_TURNS && quiet < QUIET_TURNS && this.#batchedItems < SMALL_BATCH;
+        i++
+      ) {
+        const busy = this.#preparing > 0 || this.#batchedItems !== seen;
+        quiet = busy ? 0 : quiet + 1;
+        seen = this.#batchedItems;
+        await Promise.resolve();
+      }
+    } finally {
+      this.#gathering = false;
     }
-    this.#batchedItems = 0;
-    const batches = [...this.#batch.values()];
-    this.#batch = new Map();
+    const batches = this.#takeCommittable();
+    if (batches.length === 0) return; // all wait for commits in flight; those relaunch
+    const ids = batches.map((batch) => batch.state.committedHead.id);
+    try {
+      await this.#commitBatches(batches);
+    } finally {
+      for (const id of ids) this.#committing.delete(id);
+    }
+  }
+
+  async #commitBatches(batches: DocBatch[]): Promise<void> {
     const requests: CommitRequest[] = batches.map((batch) => {
       const last = batch.items[batch.items.length - 1]!.prepared;
       return {

@@ -924,3 +924,119 @@ Deno.test("the content limit counts the real size: deleted text makes room again
   assert.equal(version, 40);
   assert.deepEqual((await t.manager.get("alice", doc.id)).content, { text: "" });
 });
+
+/** A memory store that holds every commit until the test settles it (commits or fails). */
+class SteppedStore extends MemoryDocumentStore {
+  held: {
+    requests: readonly CommitRequest[];
+    settle: (outcome: "commit" | "fail") => void;
+  }[] = [];
+  #arrived: (() => void) | undefined;
+  /** Resolves once `count` commits have reached the store (fails after 5 s). */
+  async commits(count: number): Promise<void> {
+    const timeout = Promise.withResolvers<never>();
+    const timer = setTimeout(
+      () => timeout.reject(new Error(`${this.held.length} commits arrived, expected ${count}`)),
+      5000,
+    );
+    try {
+      while (this.held.length < count) {
+        const arrived = new Promise<void>((resolve) => (this.#arrived = resolve));
+        await Promise.race([arrived, timeout.promise]);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  override async commit(requests: readonly CommitRequest[]): Promise<CommitOutcome[]> {
+    const settled = Promise.withResolvers<"commit" | "fail">();
+    this.held.push({ requests, settle: settled.resolve });
+    this.#arrived?.();
+    if (await settled.promise === "fail") throw new Error("disk on fire");
+    return await super.commit(requests);
+  }
+}
+
+/** Let every pending microtask and one macrotask run. */
+function settleTurns(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+async function steppedSetup() {
+  const store = new SteppedStore();
+  const events: DocEvent[] = [];
+  const manager = new DocumentManager(store, { events: { publish: (e) => events.push(e) } });
+  const ids: string[] = [];
+  for (const name of ["A", "B"]) {
+    const pending = manager.create("alice", { name, type: "json", content: { n: 0 } });
+    ids.push((await pending).id);
+  }
+  return { store, events, manager, a: ids[0]!, b: ids[1]! };
+}
+
+Deno.test("a second group commit goes while the first is in flight; a busy document waits", async () => {
+  const { store, events, manager, a, b } = await steppedSetup();
+  const acked: string[] = [];
+  const a1 = manager.apply("alice", input(a, 0, set(["n"], 1))).then((r) => {
+    acked.push("a1");
+    return r;
+  });
+  await store.commits(1);
+  // Another document does not wait for the commit in flight.
+  const b1 = manager.apply("alice", input(b, 0, set(["n"], 1))).then((r) => {
+    acked.push("b1");
+    return r;
+  });
+  await store.commits(2);
+  assert.deepEqual(store.held[1]!.requests.map((r) => r.documentId), [b]);
+  // The busy document's next op is prepared (on the uncommitted state) but not committed:
+  // its commit needs the outcome of the one in flight.
+  const a2 = manager.apply("alice", input(a, 1, set(["n"], 2)));
+  await settleTurns();
+  assert.equal(store.held.length, 2);
+  store.held[1]!.settle("commit");
+  assert.equal((await b1).version, 1);
+  assert.deepEqual(acked, ["b1"]);
+  assert.equal(events.length, 1);
+  store.held[0]!.settle("commit");
+  assert.equal((await a1).version, 1);
+  await store.commits(3);
+  const third = store.held[2]!.requests;
+  assert.deepEqual(third.map((r) => [r.documentId, r.expectedVersion]), [[a, 1]]);
+  store.held[2]!.settle("commit");
+  assert.equal((await a2).version, 2);
+  assert.deepEqual((await manager.get("alice", a)).content, { n: 2 });
+  assert.deepEqual(
+    events.map((e) => [e.documentId, e.version]),
+    [[b, 1], [a, 1], [a, 2]],
+  );
+  await manager.close();
+});
+
+Deno.test("a failed commit makes the document's waiting changes prepare again on what is stored", async () => {
+  const { store, manager, a, b } = await steppedSetup();
+  const a1 = manager.apply("alice", input(a, 0, set(["m"], 1)));
+  await store.commits(1);
+  const b1 = manager.apply("alice", input(b, 0, set(["n"], 1)));
+  await store.commits(2);
+  // Sent at version 0 too: prepared after a1, so transformed against it (version 2 then).
+  const a2 = manager.apply("alice", input(a, 0, set(["n"], 5), "s2"));
+  await settleTurns();
+  assert.equal(store.held.length, 2);
+  store.held[0]!.settle("fail");
+  await assert.rejects(a1, isStatus("INTERNAL"));
+  // a2 is prepared again against the stored document (a1 never happened): version 1.
+  await store.commits(3);
+  assert.deepEqual(store.held[2]!.requests.map((r) => [r.documentId, r.expectedVersion]), [[
+    a,
+    0,
+  ]]);
+  store.held[2]!.settle("commit");
+  const second = await a2;
+  assert.equal(second.version, 1);
+  assert.deepEqual((await manager.get("alice", a)).content, { n: 5 });
+  store.held[1]!.settle("commit");
+  assert.equal((await b1).version, 1);
+  assert.equal((await store.getHead(a))!.version, 1);
+  await manager.close();
+});
