@@ -714,7 +714,9 @@ export class Connection implements QuantumConnection {
       this.#persistBackoff = 0;
       this.#tlpCount = 0;
       this.#finRetries = 0;
-      this.#rtoDeadline = this.#hasOutstanding() ? now + this.#rtt.rto() : Infinity;
+      const outstanding = this.#hasOutstanding();
+      this.#rtoDeadline = outstanding ? now + this.#rtt.rto() : Infinity;
+      if (!outstanding) this.#tlpDeadline = Infinity; // nothing left to probe: no idle wake-up
     }
     if (acked.length > 0 || lost.length > 0) {
       this.#hooks?.onLossFeedback?.(acked.length, lost.length, now);
@@ -1423,7 +1425,11 @@ export class Connection implements QuantumConnection {
       this.#tlpDeadline = Infinity;
       return;
     }
-    this.#tlpDeadline = now + Math.max(2 * this.#rtt.srtt, TLP_MIN_MS) + this.#maxAckDelay / 2;
+    // A lone packet in flight gets a delayed ACK, up to maxAckDelay after it arrives (two or
+    // more are ACKed at the end of the peer's receive turn): wait for it, as RFC 8985 §7.2
+    // does, or a request/response exchange slower than the RTT probes every reply for nothing.
+    const ackDelay = this.#nextSeq - this.#sndUna <= 1 ? this.#maxAckDelay : this.#maxAckDelay / 2;
+    this.#tlpDeadline = now + Math.max(2 * this.#rtt.srtt, TLP_MIN_MS) + ackDelay;
   }
 
   #onTailLossProbe(now: number): void {

@@ -235,6 +235,31 @@ Deno.test("a lone data packet without PSH is acknowledged after exactly maxAckDe
   assert.ok(ack()!.packet.ackInfo!.ackDelayMicros >= 4999);
 });
 
+Deno.test("a lone packet in flight waits for the peer's delayed ACK before a tail loss probe, and an ACK clears the probe", async () => {
+  await using s = await setup({ maxAckDelayMs: 5 });
+  // Small messages far apart (a slow request stream): each is alone in flight, so the server
+  // ACKs it maxAckDelay after arrival (1 ms link: ACK back 7 ms after the send). A probe at
+  // 2·SRTT + maxAckDelay/2 (6.5 ms with SRTT 2 ms) would resend every one of them.
+  const reading = s.server.readable.pipeTo(new WritableStream()).catch(() => {});
+  const writer = s.client.writable.getWriter();
+  const before = s.log.length;
+  for (let i = 0; i < 10; i++) {
+    await writer.write(new Uint8Array(300));
+    await s.clock.advance(20);
+  }
+  const sent = s.log.slice(before).filter((x) => x.fromClient && x.packet.payload.length > 0);
+  assert.equal(sent.length, 10, "each message left once");
+  assert.equal(s.client.stats().tailLossProbes, 0);
+  assert.equal(s.client.stats().retransmits, 0);
+  // Nothing outstanding: no timer is due before the keepalive (no early wake-up for a probe).
+  const quiet = s.log.length;
+  await s.clock.advance(1000);
+  assert.equal(s.log.length, quiet, "nothing sent while idle");
+  writer.releaseLock();
+  await s.listener.close(); // resets the server side: the pipe ends
+  await reading;
+});
+
 // ------------------------------------------------------------------ probe timeouts (issue 11)
 
 const MSS_PAYLOAD = 1088;
