@@ -10,8 +10,7 @@
  * Quantum), and over Quantum the datagrams per message seen by the client's UDP socket, split
  * into data packets and ACK-only packets, both directions.
  *
- * Run (hold the shared lock: every timing run does):
- *   flock /tmp/bench.lock deno run -A tests/bench/quantum_grpc_bench.ts \
+ * Run: `deno task bench:quantum-grpc` with
  *     [--rates 250,1000,4000] [--seconds 4] [--bytes 300] [--transports quantum,tcp]
  *     [--profile DIR]
  *
