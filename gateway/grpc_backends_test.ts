@@ -299,9 +299,27 @@ Deno.test("grpc backends: the breaker opens under repeated UNAVAILABLE and fails
   }
 });
 
+/** A gRPC server answering statesync calls with `impl`, and gateway backends pointed at it. */
+async function scriptedStatesync(impl: Partial<StateSyncServiceServer>) {
+  const server = new Server();
+  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      ServerCredentials.createInsecure(),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  const backends = await createGrpcBackends({
+    session: target(`127.0.0.1:${port}`),
+    statesync: target(`127.0.0.1:${port}`),
+    breakers: new BreakerRegistry(),
+  });
+  return { server, backends };
+}
+
 Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOperationBatches message, at most 256 per message", async () => {
   const batchSizes: number[] = [];
-  const server = new Server();
   const impl: Partial<StateSyncServiceServer> = {
     submitOperationBatches(call) {
       call.on("data", (batch: SubmitBatch) => {
@@ -316,19 +334,7 @@ Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOp
       call.on("end", () => call.end());
     },
   };
-  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  const backends = await createGrpcBackends({
-    session: target(`127.0.0.1:${port}`),
-    statesync: target(`127.0.0.1:${port}`),
-    breakers: new BreakerRegistry(),
-  });
+  const { server, backends } = await scriptedStatesync(impl);
   try {
     const results: string[] = [];
     let expected = 0;
@@ -367,7 +373,6 @@ Deno.test("grpc backends: ops sent in one event-loop turn travel as one SubmitOp
 });
 
 Deno.test("grpc backends: a statesync without SubscribeDocuments gets one SubscribeDocument stream per document", async () => {
-  const server = new Server();
   const requested: string[] = [];
   const impl: Partial<StateSyncServiceServer> = {
     subscribeDocument(call) {
@@ -382,19 +387,7 @@ Deno.test("grpc backends: a statesync without SubscribeDocuments gets one Subscr
       });
     },
   };
-  server.addService(StateSyncServiceService, impl as StateSyncServiceServer);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  const backends = await createGrpcBackends({
-    session: target(`127.0.0.1:${port}`),
-    statesync: target(`127.0.0.1:${port}`),
-    breakers: new BreakerRegistry(),
-  });
+  const { server, backends } = await scriptedStatesync(impl);
   try {
     const subscribe = (documentId: string) =>
       new Promise<DocumentEvent>((resolve, reject) => {
