@@ -458,7 +458,11 @@ export class DocumentManager {
       incomingValue: Json | undefined;
     }[] = [];
     if (submit.baseVersion < head.version) {
-      for (const applied of since ?? await this.#opsSince(state, submit.baseVersion)) {
+      // Ops still in memory are read without an await (this runs for every stale op).
+      since ??= submit.baseVersion >= state.recentStart
+        ? recentSince(state, submit.baseVersion)
+        : await this.#opsSince(state, submit.baseVersion);
+      for (const applied of since) {
         const result = transformWithCollisions(op, applied.op, incomingWins);
         this.#transforms++;
         op = result.op;
@@ -554,7 +558,9 @@ export class DocumentManager {
       ...optional("resolvedValue", strategy === "lww" ? c.incomingValue : c.appliedValue),
       createdAt: now,
     }));
-    const resolved = (submit.resolution?.conflicts ?? []).map((c): ConflictRecord => ({
+    const resolved = submit.resolution === undefined ? [] : submit.resolution.conflicts.map((
+      c,
+    ): ConflictRecord => ({
       ...c,
       state: "resolved",
       ...optional("resolvedValue", submit.resolution!.target),
@@ -667,7 +673,7 @@ export class DocumentManager {
       for (const op of ops) older.push(op);
       next = until;
     }
-    const recent = state.recent.slice(Math.max(0, from - state.recentStart));
+    const recent = recentSince(state, from);
     return older.length === 0 ? recent : [...older, ...recent];
   }
 
@@ -974,9 +980,12 @@ export class DocumentManager {
     const id = work.documentId;
     const previous = this.#turns.get(id) ?? Promise.resolve();
     this.#preparing++;
-    const turn = previous.then(() => this.#prepareWork(work)).finally(() => this.#preparing--);
+    const turn = previous.then(() => this.#prepareWork(work));
     this.#turns.set(id, turn);
-    turn.finally(() => {
+    // #prepareWork never rejects (it rejects the work instead): one `then` does the bookkeeping
+    // where two `finally` cost extra promises and closures per op.
+    turn.then(() => {
+      this.#preparing--;
       if (this.#turns.get(id) === turn) this.#turns.delete(id);
     });
   }
@@ -1249,6 +1258,11 @@ function positive(value: number, name: string): number {
     throw new RangeError(`Invalid ${name}: expected a positive integer`);
   }
   return value;
+}
+
+/** The ops in memory after version `from` (all of them when `from` is older). */
+function recentSince(state: DocState, from: number): OperationRecord[] {
+  return state.recent.slice(Math.max(0, from - state.recentStart));
 }
 
 function dedupeKey(sessionId: string, clientOpId: string): string {
