@@ -466,7 +466,7 @@ export class DocumentManager {
         const result = transformWithCollisions(op, applied.op, incomingWins);
         this.#transforms++;
         op = result.op;
-        if (submit.resolution !== undefined) continue;
+        if (submit.resolution !== undefined || result.collisions.length === 0) continue;
         for (const c of result.collisions) {
           collided.push({
             applied,
@@ -885,18 +885,24 @@ export class DocumentManager {
   // ---- loading and the per-document turn ----
 
   async #state(id: string): Promise<DocState> {
-    const cached = this.#docs.get(id);
-    if (cached !== undefined) {
-      this.#docs.delete(id);
-      this.#docs.set(id, cached);
-      return cached;
-    }
+    const cached = this.#cachedState(id);
+    if (cached !== undefined) return cached;
     let loading = this.#loading.get(id);
     if (loading === undefined) {
       loading = this.#load(id).finally(() => this.#loading.delete(id));
       this.#loading.set(id, loading);
     }
     return await loading;
+  }
+
+  /** The document's state if it is in memory (marked most recently used), without an await. */
+  #cachedState(id: string): DocState | undefined {
+    const cached = this.#docs.get(id);
+    if (cached !== undefined) {
+      this.#docs.delete(id);
+      this.#docs.set(id, cached);
+    }
+    return cached;
   }
 
   async #load(id: string): Promise<DocState> {
@@ -993,7 +999,7 @@ export class DocumentManager {
   async #prepareWork(work: Work<unknown>): Promise<void> {
     try {
       for (let reloaded = false;;) {
-        const state = await this.#state(work.documentId);
+        const state = this.#cachedState(work.documentId) ?? await this.#state(work.documentId);
         let prepared;
         try {
           prepared = await work.prepare(state);
