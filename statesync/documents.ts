@@ -611,10 +611,12 @@ export class DocumentManager {
     }
     // The store indexes only what the op log cannot answer (see above).
     const indexed = conflicts.length > 0 || submit.resolution !== undefined;
+    // Read-only after this point (the commit copies them out), so the two can share one array.
+    const allConflicts = resolved.length === 0 ? conflicts : [...conflicts, ...resolved];
     return {
       ops: [record],
       dedupe: indexed ? [dedupe] : [],
-      conflicts: [...conflicts, ...resolved],
+      conflicts: allConflicts,
       snapshots: record.version % this.#snapshotEvery === 0
         ? [{ version: record.version, content }]
         : [],
@@ -626,7 +628,7 @@ export class DocumentManager {
         version: record.version,
         duplicate: false,
         held: false,
-        conflicts: [...conflicts, ...resolved],
+        conflicts: allConflicts,
       },
     };
   }
@@ -970,7 +972,8 @@ export class DocumentManager {
       let map = this.#inflight.get(id);
       if (map === undefined) this.#inflight.set(id, map = new Map());
       map.set(key, promise as Promise<unknown> as Promise<ApplyResult>);
-      promise.then(() => this.#release(id, key), () => this.#release(id, key));
+      const release = () => this.#release(id, key);
+      promise.then(release, release);
     }
     this.#enqueue(work as Work<unknown>);
     return promise;
