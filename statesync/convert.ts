@@ -50,12 +50,24 @@ export function jsonToText(value: Json | undefined): string {
  * @throws {TypeError} naming `field` for an element without key or index
  */
 export function pathFromProto(elements: readonly pb.PathElement[], field: string): Path {
-  return elements.map((element, i) => {
-    if (element.element === undefined) {
-      throw new TypeError(`Invalid ${field}[${i}]: expected a key or an index`);
+  return readPath(elements, field);
+}
+
+/**
+ * {@link pathFromProto}; with `component` the field is `field[component].path`, a name built
+ * only for an error (this runs for every op).
+ */
+function readPath(elements: readonly pb.PathElement[], field: string, component = -1): Path {
+  const path: (string | number)[] = new Array(elements.length);
+  for (let i = 0; i < elements.length; i++) {
+    const element = elements[i]!.element;
+    if (element === undefined) {
+      const name = component < 0 ? field : `${field}[${component}].path`;
+      throw new TypeError(`Invalid ${name}[${i}]: expected a key or an index`);
     }
-    return element.element.value;
-  });
+    path[i] = element.value;
+  }
+  return path;
 }
 
 /** Proto path elements from a model path. */
@@ -73,47 +85,10 @@ export function pathToProto(path: Path): pb.PathElement[] {
  *   missing action, bad JSON or an op `parseOp` refuses
  */
 export function opFromProto(components: readonly pb.OpComponent[], field: string): Op {
-  const raw = components.map((component, i) => {
-    const name = `${field}[${i}]`;
-    const path = pathFromProto(component.path, `${name}.path`);
-    const action = component.action;
-    switch (action?.$case) {
-      case "set":
-        return {
-          path,
-          action: {
-            type: "set",
-            value: jsonFromText(action.value.valueJson, `${name}.set.value_json`),
-          },
-        };
-      case "delete":
-        return { path, action: { type: "delete" } };
-      case "textInsert":
-        return { path, action: { type: "text_insert", ...action.value } };
-      case "textDelete":
-        return { path, action: { type: "text_delete", ...action.value } };
-      case "listInsert":
-        return {
-          path,
-          action: {
-            type: "list_insert",
-            index: action.value.index,
-            value: jsonFromText(action.value.valueJson, `${name}.list_insert.value_json`),
-          },
-        };
-      case "listDelete":
-        return { path, action: { type: "list_delete", index: action.value.index } };
-      case "listMove":
-        return {
-          path,
-          action: { type: "list_move", from: action.value.from, to: action.value.to },
-        };
-      case "increment":
-        return { path, action: { type: "increment", delta: action.value.delta } };
-      default:
-        throw new TypeError(`Invalid ${name}: expected an action`);
-    }
-  });
+  const raw: unknown[] = new Array(components.length);
+  for (let i = 0; i < components.length; i++) {
+    raw[i] = componentFromProto(components[i]!, field, i);
+  }
   try {
     return parseOp(raw);
   } catch (error) {
@@ -121,6 +96,54 @@ export function opFromProto(components: readonly pb.OpComponent[], field: string
       throw new TypeError(`Invalid ${field}: ${error.message.replace(/^op\b/, "components")}`);
     }
     throw error;
+  }
+}
+
+/** One raw component (checked by `parseOp` next); field names are built only for errors. */
+function componentFromProto(component: pb.OpComponent, field: string, i: number): unknown {
+  const path = readPath(component.path, field, i);
+  const action = component.action;
+  switch (action?.$case) {
+    case "set":
+      return {
+        path,
+        action: {
+          type: "set",
+          value: jsonFromText(action.value.valueJson, `${field}[${i}].set.value_json`),
+        },
+      };
+    case "delete":
+      return { path, action: { type: "delete" } };
+    case "textInsert":
+      return {
+        path,
+        action: { type: "text_insert", offset: action.value.offset, text: action.value.text },
+      };
+    case "textDelete":
+      return {
+        path,
+        action: { type: "text_delete", offset: action.value.offset, length: action.value.length },
+      };
+    case "listInsert":
+      return {
+        path,
+        action: {
+          type: "list_insert",
+          index: action.value.index,
+          value: jsonFromText(action.value.valueJson, `${field}[${i}].list_insert.value_json`),
+        },
+      };
+    case "listDelete":
+      return { path, action: { type: "list_delete", index: action.value.index } };
+    case "listMove":
+      return {
+        path,
+        action: { type: "list_move", from: action.value.from, to: action.value.to },
+      };
+    case "increment":
+      return { path, action: { type: "increment", delta: action.value.delta } };
+    default:
+      throw new TypeError(`Invalid ${field}[${i}]: expected an action`);
   }
 }
 

@@ -458,11 +458,15 @@ export class DocumentManager {
       incomingValue: Json | undefined;
     }[] = [];
     if (submit.baseVersion < head.version) {
-      for (const applied of since ?? await this.#opsSince(state, submit.baseVersion)) {
+      // Ops still in memory are read without an await (this runs for every stale op).
+      since ??= submit.baseVersion >= state.recentStart
+        ? recentSince(state, submit.baseVersion)
+        : await this.#opsSince(state, submit.baseVersion);
+      for (const applied of since) {
         const result = transformWithCollisions(op, applied.op, incomingWins);
         this.#transforms++;
         op = result.op;
-        if (submit.resolution !== undefined) continue;
+        if (submit.resolution !== undefined || result.collisions.length === 0) continue;
         for (const c of result.collisions) {
           collided.push({
             applied,
@@ -554,7 +558,9 @@ export class DocumentManager {
       ...optional("resolvedValue", strategy === "lww" ? c.incomingValue : c.appliedValue),
       createdAt: now,
     }));
-    const resolved = (submit.resolution?.conflicts ?? []).map((c): ConflictRecord => ({
+    const resolved = submit.resolution === undefined ? [] : submit.resolution.conflicts.map((
+      c,
+    ): ConflictRecord => ({
       ...c,
       state: "resolved",
       ...optional("resolvedValue", submit.resolution!.target),
@@ -605,10 +611,12 @@ export class DocumentManager {
     }
     // The store indexes only what the op log cannot answer (see above).
     const indexed = conflicts.length > 0 || submit.resolution !== undefined;
+    // Read-only after this point (the commit copies them out), so the two can share one array.
+    const allConflicts = resolved.length === 0 ? conflicts : [...conflicts, ...resolved];
     return {
       ops: [record],
       dedupe: indexed ? [dedupe] : [],
-      conflicts: [...conflicts, ...resolved],
+      conflicts: allConflicts,
       snapshots: record.version % this.#snapshotEvery === 0
         ? [{ version: record.version, content }]
         : [],
@@ -620,7 +628,7 @@ export class DocumentManager {
         version: record.version,
         duplicate: false,
         held: false,
-        conflicts: [...conflicts, ...resolved],
+        conflicts: allConflicts,
       },
     };
   }
@@ -667,7 +675,7 @@ export class DocumentManager {
       for (const op of ops) older.push(op);
       next = until;
     }
-    const recent = state.recent.slice(Math.max(0, from - state.recentStart));
+    const recent = recentSince(state, from);
     return older.length === 0 ? recent : [...older, ...recent];
   }
 
@@ -879,18 +887,24 @@ export class DocumentManager {
   // ---- loading and the per-document turn ----
 
   async #state(id: string): Promise<DocState> {
-    const cached = this.#docs.get(id);
-    if (cached !== undefined) {
-      this.#docs.delete(id);
-      this.#docs.set(id, cached);
-      return cached;
-    }
+    const cached = this.#cachedState(id);
+    if (cached !== undefined) return cached;
     let loading = this.#loading.get(id);
     if (loading === undefined) {
       loading = this.#load(id).finally(() => this.#loading.delete(id));
       this.#loading.set(id, loading);
     }
     return await loading;
+  }
+
+  /** The document's state if it is in memory (marked most recently used), without an await. */
+  #cachedState(id: string): DocState | undefined {
+    const cached = this.#docs.get(id);
+    if (cached !== undefined) {
+      this.#docs.delete(id);
+      this.#docs.set(id, cached);
+    }
+    return cached;
   }
 
   async #load(id: string): Promise<DocState> {
@@ -958,7 +972,8 @@ export class DocumentManager {
       let map = this.#inflight.get(id);
       if (map === undefined) this.#inflight.set(id, map = new Map());
       map.set(key, promise as Promise<unknown> as Promise<ApplyResult>);
-      promise.then(() => this.#release(id, key), () => this.#release(id, key));
+      const release = () => this.#release(id, key);
+      promise.then(release, release);
     }
     this.#enqueue(work as Work<unknown>);
     return promise;
@@ -974,9 +989,12 @@ export class DocumentManager {
     const id = work.documentId;
     const previous = this.#turns.get(id) ?? Promise.resolve();
     this.#preparing++;
-    const turn = previous.then(() => this.#prepareWork(work)).finally(() => this.#preparing--);
+    const turn = previous.then(() => this.#prepareWork(work));
     this.#turns.set(id, turn);
-    turn.finally(() => {
+    // #prepareWork never rejects (it rejects the work instead): one `then` does the bookkeeping
+    // where two `finally` cost extra promises and closures per op.
+    turn.then(() => {
+      this.#preparing--;
       if (this.#turns.get(id) === turn) this.#turns.delete(id);
     });
   }
@@ -984,7 +1002,7 @@ export class DocumentManager {
   async #prepareWork(work: Work<unknown>): Promise<void> {
     try {
       for (let reloaded = false;;) {
-        const state = await this.#state(work.documentId);
+        const state = this.#cachedState(work.documentId) ?? await this.#state(work.documentId);
         let prepared;
         try {
           prepared = await work.prepare(state);
@@ -1249,6 +1267,11 @@ function positive(value: number, name: string): number {
     throw new RangeError(`Invalid ${name}: expected a positive integer`);
   }
   return value;
+}
+
+/** The ops in memory after version `from` (all of them when `from` is older). */
+function recentSince(state: DocState, from: number): OperationRecord[] {
+  return state.recent.slice(Math.max(0, from - state.recentStart));
 }
 
 function dedupeKey(sessionId: string, clientOpId: string): string {
