@@ -47,30 +47,37 @@ export class StateSyncMetrics {
   readonly registry: Registry;
   /** gRPC server call metrics. */
   readonly grpc: GrpcServerMetrics;
-  #operations: Counter<"outcome">;
-  #applySeconds: Histogram<"outcome">;
+  /** The counter and histogram children of each outcome, bound once (this runs per op). */
+  #byOutcome = {} as Record<
+    ApplyOutcome,
+    { operations: Counter.Internal; seconds: Histogram.Internal<"outcome"> }
+  >;
   #conflicts: Counter<"strategy">;
 
   constructor(registry: Registry, sources: StateSyncMetricSources) {
     this.registry = registry;
     this.grpc = new GrpcServerMetrics(registry);
     const registers = [registry];
-    this.#operations = new Counter({
+    const operations = new Counter({
       name: "aetherflow_statesync_operations_total",
       help: "Operations submitted, by outcome (applied, duplicate, held, failed).",
       labelNames: ["outcome"],
       registers,
     });
-    for (const outcome of ["applied", "duplicate", "held", "failed"]) {
-      this.#operations.inc({ outcome }, 0);
-    }
-    this.#applySeconds = new Histogram({
+    const applySeconds = new Histogram({
       name: "aetherflow_statesync_apply_seconds",
       help: "Time to apply one operation (transform, apply, durable commit), by outcome.",
       labelNames: ["outcome"],
       buckets: [...LATENCY_BUCKETS],
       registers,
     });
+    for (const outcome of ["applied", "duplicate", "held", "failed"] as const) {
+      operations.inc({ outcome }, 0);
+      this.#byOutcome[outcome] = {
+        operations: operations.labels({ outcome }),
+        seconds: applySeconds.labels({ outcome }),
+      };
+    }
     this.#conflicts = new Counter({
       name: "aetherflow_statesync_conflicts_total",
       help: "Conflicts detected between concurrent operations, by document conflict strategy.",
@@ -148,8 +155,9 @@ export class StateSyncMetrics {
       : result.held
       ? "held"
       : "applied";
-    this.#operations.inc({ outcome });
-    this.#applySeconds.observe({ outcome }, seconds);
+    const metrics = this.#byOutcome[outcome];
+    metrics.operations.inc();
+    metrics.seconds.observe(seconds);
     if (result !== undefined && !result.duplicate) {
       // Newly detected ones are open (manual) or auto_resolved (merge, lww); "resolved"
       // entries are earlier conflicts that this operation settled.
