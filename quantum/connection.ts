@@ -358,6 +358,10 @@ export class Connection implements QuantumConnection {
   #dataAccepted = 0;
   #ready: Uint8Array[] = [];
   #readyBytes = 0;
+  /** Where received payloads are copied to (see #keep). */
+  #arena = EMPTY;
+  #arenaUsed = 0;
+  #arenaSize = 4096;
   #oooBytes = 0;
   #peerFinSeq = -1;
   #eof = false;
@@ -879,10 +883,6 @@ export class Connection implements QuantumConnection {
     return this.#arena.subarray(start, start + length);
   }
 
-  #arena = EMPTY;
-  #arenaUsed = 0;
-  #arenaSize = 4096;
-
   #deliver(payload: Uint8Array, fin: boolean): void {
     if (payload.length > 0 && !this.#discard) {
       this.#ready.push(payload);
@@ -1247,10 +1247,14 @@ export class Connection implements QuantumConnection {
   }
 
   #emitter = (datagram: Uint8Array): void => {
-    this.#stats.packetsSent++;
-    this.#lastSendTime = this.#clock.now();
+    this.#noteSent();
     this.#host.send(datagram, this.#remoteAddr);
   };
+
+  #noteSent(): void {
+    this.#stats.packetsSent++;
+    this.#lastSendTime = this.#clock.now();
+  }
 
   #packet(flags: number, seq: number, payload: Uint8Array, now: number): Packet {
     const packet: Packet = {
@@ -1292,8 +1296,7 @@ export class Connection implements QuantumConnection {
 
   #emitPacket(packet: Packet): void {
     if (!this.#host.sendPacket) return this.#emitter(encodePacket(packet));
-    this.#stats.packetsSent++;
-    this.#lastSendTime = this.#clock.now();
+    this.#noteSent();
     this.#host.sendPacket(packet, this.#remoteAddr);
   }
 

@@ -458,7 +458,7 @@ export class StateSyncService {
       version: result.version,
       duplicate: result.duplicate,
       held: result.held,
-      conflicts: result.conflicts.length === 0 ? [] : result.conflicts.map(conflictToProto),
+      conflicts: result.conflicts.map(conflictToProto),
     };
   }
 

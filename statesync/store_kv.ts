@@ -44,6 +44,8 @@ const MAX_CHECKS = 100;
 const MAX_MUTATION_BYTES = 760_000;
 const MAX_KEY_BYTES = 76_000;
 const CHUNK_BYTES = 60_000;
+/** Room counted in every transaction for its head and version keys. */
+const HEAD_KEYS_BYTES = 200;
 const MAX_VALUE_BYTES = 65_536;
 
 const encoder = new TextEncoder();
@@ -374,10 +376,19 @@ export class KvDocumentStore implements DocumentStore {
     for (const conflict of request.conflicts) {
       items.push({ mutations: this.#conflictMutations(conflict), ops: 0 });
     }
-    const headBytes = encode(request.head).length + 200;
+    const headBytes = encode(request.head).length + HEAD_KEYS_BYTES;
     const units: Unit[] = [];
     let current: Unit | undefined;
     let version = request.expectedVersion;
+    const open = (): Unit => ({
+      request: index,
+      documentId: request.documentId,
+      expectedVersion: version,
+      head: request.head,
+      mutations: [],
+      bytes: headBytes,
+      keyBytes: HEAD_KEYS_BYTES,
+    });
     const close = () => {
       if (current === undefined) return;
       current.head = { ...request.head, version };
@@ -395,33 +406,13 @@ export class KvDocumentStore implements DocumentStore {
       ) {
         close();
       }
-      if (current === undefined) {
-        current = {
-          request: index,
-          documentId: request.documentId,
-          expectedVersion: version,
-          head: request.head,
-          mutations: [],
-          bytes: headBytes,
-          keyBytes: 200,
-        };
-      }
+      current ??= open();
       current.mutations.push(...item.mutations);
       current.bytes += itemBytes;
       current.keyBytes += itemKeys;
       version += item.ops;
     }
-    if (current === undefined) {
-      current = {
-        request: index,
-        documentId: request.documentId,
-        expectedVersion: version,
-        head: request.head,
-        mutations: [],
-        bytes: headBytes,
-        keyBytes: 200,
-      };
-    }
+    current ??= open(); // a request with no items is still one unit: its head
     close();
     const last = units[units.length - 1]!;
     last.head = request.head;
@@ -448,8 +439,8 @@ export class KvDocumentStore implements DocumentStore {
       head: request.head,
       meta,
       mutations: [{ key, value }],
-      bytes: value.length + keyBytes(key) + meta.length + 200,
-      keyBytes: keyBytes(key) + 200,
+      bytes: value.length + keyBytes(key) + meta.length + HEAD_KEYS_BYTES,
+      keyBytes: keyBytes(key) + HEAD_KEYS_BYTES,
     };
   }
 
