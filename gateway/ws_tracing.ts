@@ -12,7 +12,7 @@
  * @module
  */
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { AppError } from "../kernel/mod.ts";
+import { AppError, isNoopSpan } from "../kernel/mod.ts";
 
 const tracer = trace.getTracer("aetherflow-gateway");
 
@@ -24,7 +24,7 @@ export function traceWsOperation<T>(type: string, fn: () => Promise<T>): Promise
   });
   // Tracing off (the no-op tracer): nothing to record or pass on, so skip the context switch
   // and the wrapper — this runs for every message, ops included.
-  if (!span.isRecording() && !trace.isSpanContextValid(span.spanContext())) return fn();
+  if (isNoopSpan(span)) return fn();
   return context.with(trace.setSpan(context.active(), span), async () => {
     try {
       return await fn();

@@ -75,6 +75,14 @@ export function currentTraceId(ctx: Context = context.active()): string | undefi
   return trace.isSpanContextValid(sc) ? sc.traceId : undefined;
 }
 
+/**
+ * True for a span that records nothing and carries no trace (the no-op tracer with no caller
+ * trace): there is nothing to pass on, so a hot path may skip making it the active span.
+ */
+export function isNoopSpan(span: Span): boolean {
+  return !span.isRecording() && !trace.isSpanContextValid(span.spanContext());
+}
+
 /** Mark `span` failed with `error` (recorded as an exception event). */
 export function recordSpanError(span: Span, error: unknown): void {
   if (error instanceof Error) span.recordException(error);

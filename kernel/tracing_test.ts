@@ -9,7 +9,12 @@ import {
   trace,
   type Tracer,
 } from "@opentelemetry/api";
-import { grpcServerTracing, withServerSpan } from "./tracing.ts";
+import {
+  contextFromTraceparent,
+  grpcServerTracing,
+  isNoopSpan,
+  withServerSpan,
+} from "./tracing.ts";
 
 /** What a recorded span holds. */
 interface Recorded {
@@ -155,4 +160,13 @@ Deno.test("withServerSpan records a thrown error on the span, ends it and rethro
   assert.ok(failed.ended && ok.ended);
   assert.equal(ok.status.code, SpanStatusCode.UNSET);
   assert.equal(ok.attributes.a, 1);
+});
+
+Deno.test("isNoopSpan: true for the no-op tracer without a caller trace, false once a trace is passed on", () => {
+  const tracer = trace.getTracer("noop-test"); // no provider registered: the no-op tracer
+  assert.equal(isNoopSpan(tracer.startSpan("untraced")), true);
+  const parent = contextFromTraceparent(
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+  );
+  assert.equal(isNoopSpan(tracer.startSpan("child of a caller trace", {}, parent)), false);
 });

@@ -38,6 +38,7 @@ import {
   grpcServerTracing,
   type GuardedListener,
   HealthState,
+  isNoopSpan,
   listenGuarded,
   type Logger,
   parseId,
@@ -706,7 +707,7 @@ export class StateSyncService {
     const span = tracer.startSpan(SUBMIT_SPAN_NAME, SUBMIT_SPAN_OPTIONS, parent);
     // Tracing off (the no-op tracer, no caller trace): nothing to record or pass on, so skip
     // the context switch — this runs for every operation.
-    const untraced = !span.isRecording() && !trace.isSpanContextValid(span.spanContext());
+    const untraced = isNoopSpan(span);
     const applied = untraced ? this.#apply(request.apply, SUBMIT_APPLY_FIELDS) : context.with(
       trace.setSpan(parent, span),
       () => this.#apply(request.apply, SUBMIT_APPLY_FIELDS),
