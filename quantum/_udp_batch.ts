@@ -127,6 +127,9 @@ export class UdpBatch {
   /** First slot of each message laid out by #buildMessages. */
   readonly #messageStart: number[] = new Array(BATCH_SLOTS).fill(0);
   #sendCount = 0;
+  /** The slot handed out by `reserve`: its encoded address length and its address. */
+  #reservedName = 0;
+  #reservedAddr: Deno.NetAddr | undefined;
   /** UDP GSO (`UDP_SEGMENT`) until the kernel refuses it. */
   #gso = true;
   #recv: MessageArray | undefined;
@@ -211,9 +214,6 @@ export class UdpBatch {
     this.#reservedAddr = undefined;
     this.#queue(this.#sendCount, length, this.#reservedName, addr);
   }
-
-  #reservedName = 0;
-  #reservedAddr: Deno.NetAddr | undefined;
 
   #queue(i: number, length: number, nameLength: number, addr: Deno.NetAddr): void {
     this.#send!.view.setBigUint64(this.#send!.iovecOffset(i) + 8, BigInt(length), true);
