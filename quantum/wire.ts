@@ -160,31 +160,32 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** CRC-32C (Castagnoli) of `bytes`; `crc32c("123456789")` is `0xe3069283`. */
 export function crc32c(bytes: Uint8Array): number {
-  const t = CRC_TABLE;
   let crc = 0xffffffff;
   let i = 0;
   const whole = bytes.length - (bytes.length % 8);
   if (LITTLE_ENDIAN && (bytes.byteOffset & 3) === 0) {
     // Aligned (datagrams always are): two int32 loads per 8 bytes instead of eight byte loads.
     const words = new Int32Array(bytes.buffer, bytes.byteOffset, whole >>> 2);
-    for (let w = 0; w < words.length; w += 2) {
-      const one = crc ^ words[w]!;
-      const two = words[w + 1]!;
-      crc = t[1792 + (one & 0xff)]! ^ t[1536 + ((one >>> 8) & 0xff)]! ^
-        t[1280 + ((one >>> 16) & 0xff)]! ^ t[1024 + (one >>> 24)]! ^ t[768 + (two & 0xff)]! ^
-        t[512 + ((two >>> 8) & 0xff)]! ^ t[256 + ((two >>> 16) & 0xff)]! ^ t[two >>> 24]!;
-    }
+    for (let w = 0; w < words.length; w += 2) crc = crcOf8(crc ^ words[w]!, words[w + 1]!);
     i = whole;
   }
   for (; i < whole; i += 8) {
-    const one = crc ^
-      (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
-    crc = t[1792 + (one & 0xff)]! ^ t[1536 + ((one >>> 8) & 0xff)]! ^
-      t[1280 + ((one >>> 16) & 0xff)]! ^ t[1024 + (one >>> 24)]! ^ t[768 + bytes[i + 4]!]! ^
-      t[512 + bytes[i + 5]!]! ^ t[256 + bytes[i + 6]!]! ^ t[bytes[i + 7]!]!;
+    crc = crcOf8(crc ^ littleEndian32(bytes, i), littleEndian32(bytes, i + 4));
   }
-  for (; i < bytes.length; i++) crc = t[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
+  for (; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** Slicing-by-8 step: the CRC after 8 bytes, given as two little-endian words (the first XORed with the CRC). */
+function crcOf8(one: number, two: number): number {
+  const t = CRC_TABLE;
+  return t[1792 + (one & 0xff)]! ^ t[1536 + ((one >>> 8) & 0xff)]! ^
+    t[1280 + ((one >>> 16) & 0xff)]! ^ t[1024 + (one >>> 24)]! ^ t[768 + (two & 0xff)]! ^
+    t[512 + ((two >>> 8) & 0xff)]! ^ t[256 + ((two >>> 16) & 0xff)]! ^ t[two >>> 24]!;
+}
+
+function littleEndian32(bytes: Uint8Array, i: number): number {
+  return bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
