@@ -491,6 +491,17 @@ export function fakeBackends(): Backends & { control: FakeControl } {
   };
 }
 
+/** A backend target for createGrpcBackends: plain TCP, two retries, 2 s default deadline. */
+export function tcpTarget(address: string) {
+  return {
+    address,
+    transport: "tcp" as const,
+    required: true,
+    retries: 2,
+    defaultTimeoutMs: 2_000,
+  };
+}
+
 /** A config for tests (overrides merged over defaults). */
 export function testConfig(overrides: Record<string, unknown> = {}): GatewayConfig {
   return GatewayConfigSchema.parse(overrides);

@@ -20,14 +20,7 @@ import {
 } from "../proto/gen/statesync.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { createGrpcBackends } from "./grpc_backends.ts";
-
-const target = (address: string) => ({
-  address,
-  transport: "tcp" as const,
-  required: true,
-  retries: 2,
-  defaultTimeoutMs: 2_000,
-});
+import { tcpTarget } from "./_testing.ts";
 
 const session = (id: string): Session => ({
   id,
@@ -103,8 +96,8 @@ Deno.test("grpc backends: real session and statesync services, health, rotation,
     StateSyncConfigSchema.parse({ port: 0, storage: "memory" }),
   );
   const backends = await createGrpcBackends({
-    session: target(sessionService.address),
-    statesync: target(statesyncService.address),
+    session: tcpTarget(sessionService.address),
+    statesync: tcpTarget(statesyncService.address),
     breakers: new BreakerRegistry(),
   });
   try {
@@ -202,8 +195,8 @@ Deno.test("grpc backends: idempotent calls retry UNAVAILABLE, others do not; dea
   const server = await scriptedSessionServer();
   const registry = createMetricsRegistry({ processMetrics: false });
   const backends = await createGrpcBackends({
-    session: target(server.address),
-    statesync: target(server.address),
+    session: tcpTarget(server.address),
+    statesync: tcpTarget(server.address),
     breakers: new BreakerRegistry(),
     retryBaseMs: 1,
     metrics: new GrpcClientMetrics(registry),
@@ -274,8 +267,8 @@ Deno.test("grpc backends: the breaker opens under repeated UNAVAILABLE and fails
   const down = `127.0.0.1:${freePort()}`; // nothing listens here
   const breakers = new BreakerRegistry();
   const backends = await createGrpcBackends({
-    session: { ...target(down), retries: 0 },
-    statesync: { ...target(down), retries: 0 },
+    session: { ...tcpTarget(down), retries: 0 },
+    statesync: { ...tcpTarget(down), retries: 0 },
     breakers,
   });
   try {
@@ -311,8 +304,8 @@ async function scriptedStatesync(impl: Partial<StateSyncServiceServer>) {
     )
   );
   const backends = await createGrpcBackends({
-    session: target(`127.0.0.1:${port}`),
-    statesync: target(`127.0.0.1:${port}`),
+    session: tcpTarget(`127.0.0.1:${port}`),
+    statesync: tcpTarget(`127.0.0.1:${port}`),
     breakers: new BreakerRegistry(),
   });
   return { server, backends };

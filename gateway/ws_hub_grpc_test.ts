@@ -7,15 +7,7 @@ import { BreakerRegistry } from "./breaker.ts";
 import { createGrpcBackends } from "./grpc_backends.ts";
 import { serveGateway } from "./serve.ts";
 import { type WsMessage, WsTestClient } from "./testing.ts";
-import { testConfig, testUsers } from "./_testing.ts";
-
-const target = (address: string) => ({
-  address,
-  transport: "tcp" as const,
-  required: true,
-  retries: 2,
-  defaultTimeoutMs: 2_000,
-});
+import { tcpTarget, testConfig, testUsers } from "./_testing.ts";
 
 /** `promise`, or a failure naming `what` after 10 s. */
 async function within<T>(promise: Promise<T>, what: string): Promise<T> {
@@ -42,8 +34,8 @@ Deno.test("ws over real gRPC: after statesync restarts, every document feed re-s
   });
   let statesync = await startStateSyncService(statesyncConfig);
   const backends = await createGrpcBackends({
-    session: target(session.address),
-    statesync: target(statesync.address),
+    session: tcpTarget(session.address),
+    statesync: tcpTarget(statesync.address),
     breakers: new BreakerRegistry(),
     retryBaseMs: 10,
   });
