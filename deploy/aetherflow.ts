@@ -31,7 +31,7 @@ import {
   serveGateway,
   UserStore,
 } from "../gateway/mod.ts";
-import { startQuantumTunnel } from "../quantum/mod.ts";
+import { connectGrpcOverQuantum } from "../quantum/mod.ts";
 import { SessionConfigSchema, startSessionService } from "../session/mod.ts";
 import { startStateSyncService, StateSyncConfigSchema } from "../statesync/mod.ts";
 
@@ -106,8 +106,8 @@ export async function startAllInOne(options: AllInOneOptions = {}): Promise<AllI
         session: config.session,
         statesync: config.statesync,
         breakers,
-        // transport "quantum": the gRPC client goes through a loopback TCP <-> Quantum tunnel.
-        tunnel: (target) => startQuantumTunnel(target),
+        // transport "quantum": every gRPC connection is its own Quantum connection.
+        tunnel: (target) => connectGrpcOverQuantum(target),
         logger,
       });
       stops.push(() => backends.close());

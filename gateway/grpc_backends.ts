@@ -3,17 +3,24 @@
  * every call, deadlines from the request budget, `x-request-id` metadata, jittered
  * exponential retries for idempotent calls only, a circuit breaker per method, and a
  * `transport` per backend — "quantum" dials through a tunnel the caller supplies (e.g.
- * quantum's `startQuantumTunnel`), invisible to everything above.
+ * quantum's `connectGrpcOverQuantum`), invisible to everything above.
  * @module
  */
-import { type Client, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import {
+  type ChannelCredentials,
+  type Client,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   AppError,
+  goawayGuardedCredentials,
   type GrpcClientMetrics,
   type Logger,
   silentLogger,
-  startGoawayFilter,
 } from "../kernel/mod.ts";
 import { SessionServiceClient } from "../proto/gen/session.ts";
 import {
@@ -47,12 +54,16 @@ export interface BackendTarget {
   defaultTimeoutMs: number;
 }
 
-/** A local endpoint that carries gRPC to a remote one (a kcptun-style tunnel). */
+/**
+ * How the grpc-js client reaches a backend over another transport: an address, and the
+ * credentials that carry the channel's bytes (e.g. quantum's `connectGrpcOverQuantum`);
+ * without credentials, `address` is a local tunnel endpoint dialed over loopback TCP.
+ */
 export interface Tunnel {
   /** host:port for the grpc-js client. */
   address: string;
-  /** True when the tunnel itself drops GOAWAY frames: no extra filter relay is needed. */
-  readonly dropsGoaway?: boolean;
+  /** Credentials that drop GOAWAY frames themselves (see kernel/grpc_guard.ts). */
+  credentials?: ChannelCredentials;
   close(): Promise<void> | void;
 }
 
@@ -69,7 +80,7 @@ export interface GrpcBackendsOptions {
   /** Records every call attempt (`aetherflow_grpc_client_*`). */
   metrics?: GrpcClientMetrics;
   /**
-   * Relay connections through a local filter that drops HTTP/2 GOAWAY frames (default true):
+   * Drop the HTTP/2 GOAWAY frames backends send, in the client's connections (default true):
    * works around a Deno 2.9 node:http2 crash on GOAWAY (see kernel/grpc_guard.ts).
    */
   filterGoaway?: boolean;
@@ -97,23 +108,19 @@ type UnaryFn = (
 export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<Backends> {
   const log = options.logger ?? silentLogger;
   const tunnels: Tunnel[] = [];
-  const resolve = async (target: BackendTarget): Promise<string> => {
-    let address = target.address;
-    let goawayDropped = false;
-    if (target.transport === "quantum") {
-      if (options.tunnel === undefined) {
-        throw new RangeError(`transport "quantum" for ${target.address} needs a tunnel factory`);
-      }
-      const tunnel = await options.tunnel(splitAddress(target.address));
-      tunnels.push(tunnel);
-      address = tunnel.address;
-      goawayDropped = tunnel.dropsGoaway === true;
+  const resolve = async (
+    target: BackendTarget,
+  ): Promise<{ address: string; credentials: ChannelCredentials }> => {
+    const guarded = options.filterGoaway === false
+      ? credentials.createInsecure()
+      : goawayGuardedCredentials();
+    if (target.transport === "tcp") return { address: target.address, credentials: guarded };
+    if (options.tunnel === undefined) {
+      throw new RangeError(`transport "quantum" for ${target.address} needs a tunnel factory`);
     }
-    // One relay, not two: a tunnel that already drops GOAWAY needs no filter in front.
-    if (options.filterGoaway === false || goawayDropped) return address;
-    const filter = await startGoawayFilter(splitAddress(address));
-    tunnels.push(filter);
-    return filter.address;
+    const tunnel = await options.tunnel(splitAddress(target.address));
+    tunnels.push(tunnel);
+    return { address: tunnel.address, credentials: tunnel.credentials ?? guarded };
   };
   const channelOptions = {
     "grpc.keepalive_time_ms": 30_000,
@@ -122,16 +129,16 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1_000,
   };
-  const sessionAddress = await resolve(options.session);
-  const statesyncAddress = await resolve(options.statesync);
+  const sessionTarget = await resolve(options.session);
+  const statesyncTarget = await resolve(options.statesync);
   const sessionClient = new SessionServiceClient(
-    sessionAddress,
-    credentials.createInsecure(),
+    sessionTarget.address,
+    sessionTarget.credentials,
     channelOptions,
   );
   const statesyncClient = new StateSyncServiceClient(
-    statesyncAddress,
-    credentials.createInsecure(),
+    statesyncTarget.address,
+    statesyncTarget.credentials,
     channelOptions,
   );
   const retryBaseMs = options.retryBaseMs ?? 25;
@@ -286,8 +293,8 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
   };
 
   const targets: Array<[string, Client, BackendTarget, string]> = [
-    ["session", sessionClient, options.session, sessionAddress],
-    ["statesync", statesyncClient, options.statesync, statesyncAddress],
+    ["session", sessionClient, options.session, sessionTarget.address],
+    ["statesync", statesyncClient, options.statesync, statesyncTarget.address],
   ];
 
   return {

@@ -1,6 +1,6 @@
 /**
  * Cost of the gateway's gRPC path against a real in-process statesync service: a unary
- * call direct vs through the GOAWAY filter relay, and a SubmitOperations round trip.
+ * call with plain insecure credentials vs the GOAWAY-guarded ones the gateway uses.
  * Run: `deno bench -A gateway/grpc_backends_bench.ts`.
  * @module
  */
@@ -18,32 +18,32 @@ const target = {
   retries: 0,
   defaultTimeoutMs: 5_000,
 };
-const filtered = await createGrpcBackends({
+const guarded = await createGrpcBackends({
   session: target,
   statesync: target,
   breakers: new BreakerRegistry(),
 });
-const direct = await createGrpcBackends({
+const plain = await createGrpcBackends({
   session: target,
   statesync: target,
   breakers: new BreakerRegistry(),
   filterGoaway: false,
 });
-await filtered.statesync.getStats({});
-await direct.statesync.getStats({});
+await guarded.statesync.getStats({});
+await plain.statesync.getStats({});
 
-Deno.bench("unary GetStats, direct", { group: "unary", baseline: true }, async () => {
-  await direct.statesync.getStats({});
+Deno.bench("unary GetStats, plain", { group: "unary", baseline: true }, async () => {
+  await plain.statesync.getStats({});
 });
 
-Deno.bench("unary GetStats, through the GOAWAY filter", { group: "unary" }, async () => {
-  await filtered.statesync.getStats({});
+Deno.bench("unary GetStats, GOAWAY-guarded", { group: "unary" }, async () => {
+  await guarded.statesync.getStats({});
 });
 
-Deno.bench("unary GetStats x32 concurrent, direct", { group: "x32", baseline: true }, async () => {
-  await Promise.all(Array.from({ length: 32 }, () => direct.statesync.getStats({})));
+Deno.bench("unary GetStats x32 concurrent, plain", { group: "x32", baseline: true }, async () => {
+  await Promise.all(Array.from({ length: 32 }, () => plain.statesync.getStats({})));
 });
 
-Deno.bench("unary GetStats x32 concurrent, filter", { group: "x32" }, async () => {
-  await Promise.all(Array.from({ length: 32 }, () => filtered.statesync.getStats({})));
+Deno.bench("unary GetStats x32 concurrent, GOAWAY-guarded", { group: "x32" }, async () => {
+  await Promise.all(Array.from({ length: 32 }, () => guarded.statesync.getStats({})));
 });

@@ -17,18 +17,19 @@ import { createGrpcBackends, type Tunnel } from "./grpc_backends.ts";
 import { serveGateway } from "./serve.ts";
 import { UserStore } from "./users.ts";
 
-/** Opens a loopback TCP endpoint that carries gRPC over Quantum to `hostname:port`. */
+/** Opens a gRPC channel over Quantum to `hostname:port`. */
 type TunnelFactory = (target: { hostname: string; port: number }) => Promise<Tunnel>;
 
 /**
- * quantum's tunnel (`startQuantumTunnel` from quantum/mod.ts), when that package exports it.
+ * quantum's gRPC channel (`connectGrpcOverQuantum` from quantum/mod.ts), when that package
+ * exports it.
  * @throws {Error} when it does not (yet): use transport "tcp"
  */
 export async function quantumTunnel(target: { hostname: string; port: number }): Promise<Tunnel> {
   const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
-  const start = quantum.startQuantumTunnel as TunnelFactory | undefined;
+  const start = quantum.connectGrpcOverQuantum as TunnelFactory | undefined;
   if (typeof start !== "function") {
-    throw new Error("quantum/mod.ts does not export startQuantumTunnel: use transport tcp");
+    throw new Error("quantum/mod.ts does not export connectGrpcOverQuantum: use transport tcp");
   }
   return await start(target);
 }

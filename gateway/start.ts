@@ -217,13 +217,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 }
 
 /**
- * True when quantum/mod.ts provides both halves of gRPC over Quantum: the client tunnel
- * (`startQuantumTunnel`, used by the gateway) and the server side (`listen` +
+ * True when quantum/mod.ts provides both halves of gRPC over Quantum: the client channel
+ * (`connectGrpcOverQuantum`, used by the gateway) and the server side (`listen` +
  * `serveGrpcOverQuantum`, used by the services).
  */
 export async function quantumAvailable(): Promise<boolean> {
   const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
-  return ["startQuantumTunnel", "serveGrpcOverQuantum", "listen"].every((name) =>
+  return ["connectGrpcOverQuantum", "serveGrpcOverQuantum", "listen"].every((name) =>
     typeof quantum[name] === "function"
   );
 }

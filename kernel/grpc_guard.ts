@@ -10,13 +10,14 @@
  *   sends when it closes its channel. Closing the listener stops accepting without grpc-js
  *   `unbind()` (whose http2 `server.close()` would send GOAWAY to every client). Shut down
  *   without `tryShutdown()` too: see {@link CallGate}.
- * - Clients: {@link startGoawayFilter} is a loopback relay in front of a server that drops
- *   the GOAWAY frames on their way to the client (a backend's graceful restart).
+ * - Clients: {@link goawayGuardedCredentials} drops the GOAWAY frames a server sends (a
+ *   backend's graceful restart) inside the client's own connections, and
+ *   {@link startDialedChannel} does the same for connections over another transport.
  *
- * Everything but GOAWAY frames is forwarded byte for byte.
+ * Everything but GOAWAY frames is passed on byte for byte.
  * @module
  */
-import { type Server, ServerCredentials } from "@grpc/grpc-js";
+import { CallCredentials, ChannelCredentials, type Server, ServerCredentials } from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { createServer, type Server as NetServer } from "node:net";
 import { Duplex } from "node:stream";
@@ -129,14 +130,16 @@ interface SocketLike {
   unref?(): unknown;
 }
 
-/** A duplex whose incoming bytes pass through a client → server {@link GoawayStripper}. */
+/** A duplex whose incoming bytes pass through a {@link GoawayStripper}. */
 class GuardedStream extends Duplex {
   #inner: Duplex & SocketLike;
-  #stripper = new GoawayStripper({ preface: true });
+  #stripper: GoawayStripper;
 
-  constructor(inner: Duplex & SocketLike) {
+  /** `incomingPreface`: the incoming bytes are client → server (a server's transport). */
+  constructor(inner: Duplex & SocketLike, incomingPreface: boolean) {
     super();
     this.#inner = inner;
+    this.#stripper = new GoawayStripper({ preface: incomingPreface });
     inner.on("data", (chunk: Uint8Array) => {
       const out = this.#stripper.push(chunk);
       if (out.length > 0 && !this.push(Buffer.from(out.buffer, out.byteOffset, out.length))) {
@@ -144,7 +147,9 @@ class GuardedStream extends Duplex {
       }
     });
     inner.on("end", () => this.push(null));
-    inner.on("error", (error) => this.destroy(error));
+    // A failed transport closes like a dropped socket: grpc-js then fails the calls on it with
+    // UNAVAILABLE (retryable), where an error would fail them with INTERNAL.
+    inner.on("error", () => this.destroy());
     inner.on("close", () => this.destroy());
   }
 
@@ -173,7 +178,11 @@ class GuardedStream extends Duplex {
     encoding: BufferEncoding,
     callback: (e?: Error | null) => void,
   ): void {
-    this.#inner.write(chunk, encoding, callback);
+    // Like a socket's: a write to a connection that failed is not an error of its own (which
+    // HTTP/2 would report as INTERNAL); the failure arrives as the connection's close, and
+    // grpc-js fails the calls on it with UNAVAILABLE.
+    if (this.#inner.destroyed) callback();
+    else this.#inner.write(chunk, encoding, () => callback());
   }
 
   override _final(callback: (e?: Error | null) => void): void {
@@ -221,7 +230,125 @@ class GuardedStream extends Duplex {
  * ```
  */
 export function guardIncomingGoaway(stream: Duplex): Duplex {
-  return new GuardedStream(stream);
+  return new GuardedStream(stream, true);
+}
+
+/**
+ * Insecure channel credentials for a grpc-js client whose connections drop the GOAWAY frames
+ * the server sends, in process: no relay between client and server.
+ * @example
+ * ```ts
+ * const client = new StateSyncServiceClient("127.0.0.1:50052", goawayGuardedCredentials());
+ * ```
+ */
+export function goawayGuardedCredentials(): ChannelCredentials {
+  return new GuardedCredentials(undefined);
+}
+
+/** A grpc-js channel whose connections are streams a dial function opens. */
+export interface DialedChannel {
+  /** The channel address to give the grpc-js client (a loopback listener; see below). */
+  readonly address: string;
+  /** The credentials to give the grpc-js client. */
+  readonly credentials: ChannelCredentials;
+  /** Stop accepting and destroy every connection opened so far. */
+  close(): Promise<void>;
+}
+
+/**
+ * Run grpc-js client connections over streams that `dial` opens (a Quantum connection, say),
+ * GOAWAY-guarded like {@link goawayGuardedCredentials}. grpc-js has no hook for a custom
+ * transport: it always connects TCP to the channel's address and then hands that socket to
+ * its credentials' connector. So `address` is a loopback listener that accepts and holds
+ * those sockets unused, and the connector swaps each one for a dialed stream: the bytes skip
+ * the loopback hop a tunnel would add.
+ * @example
+ * ```ts
+ * const channel = await startDialedChannel(async () => connectionToDuplex(await dial(target)));
+ * const client = new StateSyncServiceClient(channel.address, channel.credentials);
+ * ```
+ */
+export function startDialedChannel(dial: () => Promise<Duplex>): Promise<DialedChannel> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held = new Set<Deno.Conn>();
+  const dialed = new Set<Duplex>();
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      held.add(conn);
+      // grpc-js closes its side right away; then this read ends (null or an error).
+      conn.read(new Uint8Array(1)).catch(() => null).finally(() => {
+        held.delete(conn);
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      });
+    }
+  })().catch(() => {});
+  const credentials = new GuardedCredentials(async () => {
+    const stream = await dial();
+    dialed.add(stream);
+    stream.once("close", () => dialed.delete(stream));
+    return stream;
+  });
+  let closed = false;
+  const { port } = listener.addr as Deno.NetAddr;
+  return Promise.resolve({
+    address: `127.0.0.1:${port}`,
+    credentials,
+    async close() {
+      if (closed) return;
+      closed = true;
+      listener.close();
+      await accepting;
+      for (const conn of held) conn.close();
+      held.clear();
+      for (const stream of dialed) stream.destroy();
+      dialed.clear();
+    },
+  });
+}
+
+/** Insecure credentials with GOAWAY-guarded connections, optionally over dialed streams. */
+class GuardedCredentials extends ChannelCredentials {
+  #dial: (() => Promise<Duplex>) | undefined;
+
+  constructor(dial: (() => Promise<Duplex>) | undefined) {
+    super();
+    this.#dial = dial;
+  }
+
+  override compose(): ChannelCredentials {
+    throw new Error("Cannot compose insecure credentials");
+  }
+
+  _isSecure(): boolean {
+    return false;
+  }
+
+  _equals(other: ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(): ReturnType<ChannelCredentials["_createSecureConnector"]> {
+    const dial = this.#dial;
+    const callCredentials = CallCredentials.createEmpty();
+    return {
+      async connect(socket) {
+        let transport: Duplex & SocketLike = socket;
+        if (dial !== undefined) {
+          socket.on("error", () => {}); // the held socket is dropped; nothing to report
+          socket.destroy();
+          transport = await dial();
+        }
+        // grpc-js only uses the Duplex side and the socket methods GuardedStream provides.
+        const guarded = new GuardedStream(transport, false) as unknown as typeof socket;
+        return { socket: guarded, secure: false };
+      },
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials,
+      destroy() {},
+    };
+  }
 }
 
 /** A TCP listener feeding a grpc-js server through the GOAWAY guard. */
@@ -273,112 +400,4 @@ export function listenGuarded(
       });
     });
   });
-}
-
-/** A running client-side relay (see {@link startGoawayFilter}). */
-export interface GoawayFilter {
-  /** `127.0.0.1:port` for the gRPC client. */
-  readonly address: string;
-  /** GOAWAY frames dropped so far. */
-  readonly dropped: number;
-  /** Stop accepting and close every relayed connection. */
-  close(): Promise<void>;
-}
-
-/**
- * Start a loopback TCP relay to `target` that drops GOAWAY frames on their way to the client.
- * @example
- * ```ts
- * const filter = await startGoawayFilter({ hostname: "127.0.0.1", port: 50052 });
- * const client = new StateSyncServiceClient(filter.address, credentials.createInsecure());
- * ```
- */
-export function startGoawayFilter(
-  target: { hostname: string; port: number },
-): Promise<GoawayFilter> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks = new Set<Promise<void>>();
-  let dropped = 0;
-  let closed = false;
-
-  async function relay(client: Deno.TcpConn): Promise<void> {
-    let upstream: Deno.TcpConn;
-    try {
-      upstream = await Deno.connect({ ...target, transport: "tcp" });
-    } catch {
-      client.close(); // backend down: the client sees a closed connection (UNAVAILABLE)
-      return;
-    }
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
-    conns.add(client);
-    conns.add(upstream);
-    const closeBoth = () => {
-      for (const c of [client, upstream]) {
-        if (conns.delete(c)) {
-          try {
-            c.close();
-          } catch { /* already closed */ }
-        }
-      }
-    };
-    const up = (async () => {
-      const buffer = new Uint8Array(64 * 1024);
-      while (true) {
-        const n = await client.read(buffer);
-        if (n === null) break;
-        await writeAll(upstream, buffer.subarray(0, n));
-      }
-    })().catch(() => {}).finally(closeBoth);
-    const down = (async () => {
-      const buffer = new Uint8Array(64 * 1024);
-      const stripper = new GoawayStripper({ onDrop: () => dropped++ });
-      while (true) {
-        const n = await upstream.read(buffer);
-        if (n === null) break;
-        const out = stripper.push(buffer.subarray(0, n));
-        if (out.length > 0) await writeAll(client, out);
-      }
-    })().catch(() => {}).finally(closeBoth);
-    await Promise.all([up, down]);
-  }
-
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      if (closed) {
-        conn.close();
-        continue;
-      }
-      const task = relay(conn as Deno.TcpConn);
-      tasks.add(task);
-      task.finally(() => tasks.delete(task));
-    }
-  })().catch(() => {});
-
-  const { port } = listener.addr as Deno.NetAddr;
-  return Promise.resolve({
-    address: `127.0.0.1:${port}`,
-    get dropped() {
-      return dropped;
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      conns.clear();
-      await accepting;
-      await Promise.all([...tasks]);
-    },
-  });
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }

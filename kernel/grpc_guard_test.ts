@@ -1,7 +1,20 @@
 import assert from "node:assert/strict";
-import { credentials, Server, type ServiceError } from "@grpc/grpc-js";
+import {
+  connectivityState,
+  credentials,
+  Metadata,
+  Server,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+import { connect } from "node:net";
 import { HealthClient, type HealthServer, HealthService } from "../proto/gen/health.ts";
-import { GoawayStripper, listenGuarded, startGoawayFilter } from "./grpc_guard.ts";
+import {
+  goawayGuardedCredentials,
+  GoawayStripper,
+  listenGuarded,
+  startDialedChannel,
+} from "./grpc_guard.ts";
 import { seededRandom } from "./testing.ts";
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -82,31 +95,101 @@ Deno.test("GoawayStripper with a preface does not parse the preface as a frame",
   assert.equal(stripper.dropped, 1);
 });
 
-Deno.test("startGoawayFilter relays bytes both ways over real sockets and drops GOAWAY", async () => {
+Deno.test("goawayGuardedCredentials: the client's transport drops GOAWAY frames from a real socket and passes the rest both ways", async () => {
   const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const filter = await startGoawayFilter({ hostname: "127.0.0.1", port: server.addr.port });
-  const [port] = filter.address.split(":").slice(-1).map(Number);
-  const client = await Deno.connect({ hostname: "127.0.0.1", port: port! });
+  const socket = connect({ host: "127.0.0.1", port: server.addr.port });
+  await new Promise((resolve) => socket.once("connect", resolve));
   const upstream = await server.accept();
-  await client.write(new TextEncoder().encode("PRI * HTTP/2.0"));
+  // The connector grpc-js calls with the socket it connected.
+  const connector = goawayGuardedCredentials()._createSecureConnector(
+    { path: "127.0.0.1" },
+    {},
+  );
+  const { socket: transport, secure } = await connector.connect(socket);
+  assert.equal(secure, false);
+  transport.write(new TextEncoder().encode("PRI * HTTP/2.0"));
   const buf = new Uint8Array(64);
   const n = await upstream.read(buf);
   assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "PRI * HTTP/2.0");
   const ping = frame(0x6, [1, 2, 3, 4, 5, 6, 7, 8], 0);
+  const received: Uint8Array[] = [];
+  transport.on("data", (chunk: Uint8Array) => received.push(chunk));
+  const ended = new Promise((resolve) => transport.once("end", resolve));
   await upstream.write(concat([frame(0x7, [0, 0, 0, 0, 0, 0, 0, 0], 0), ping]));
-  let got: Uint8Array = new Uint8Array(0);
-  while (got.length < ping.length) {
-    const m = await client.read(buf);
-    if (m === null) break;
-    got = concat([got, buf.slice(0, m)]);
-  }
-  assert.deepEqual(got, ping);
-  assert.equal(filter.dropped, 1);
   upstream.close();
-  assert.equal(await client.read(buf), null, "server close reaches the client");
-  client.close();
-  await filter.close();
+  await ended; // the server's close reaches the client
+  assert.deepEqual(concat(received), ping);
+  transport.destroy();
   server.close();
+});
+
+function startHealthServer(): Server {
+  const server = new Server();
+  const handlers: HealthServer = {
+    check: (_call, callback) => callback(null, { status: 1 }),
+    watch: (call) => call.end(),
+  };
+  server.addService(HealthService, handlers);
+  return server;
+}
+
+Deno.test("startDialedChannel carries real gRPC calls over the streams its dial function opens", async () => {
+  const server = startHealthServer();
+  const listener = await listenGuarded(server, { hostname: "127.0.0.1", port: 0 });
+  let dials = 0;
+  const channel = await startDialedChannel(async () => {
+    dials++;
+    const socket = connect({ host: "127.0.0.1", port: listener.port });
+    await new Promise((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return socket;
+  });
+  assert.notEqual(channel.address, `127.0.0.1:${listener.port}`);
+  const client = new HealthClient(channel.address, channel.credentials);
+  try {
+    for (let i = 0; i < 20; i++) assert.equal(await check(client), 1);
+    assert.equal(dials, 1, "one connection, dialed once");
+    const state = client.getChannel();
+    assert.equal(state.getConnectivityState(false), connectivityState.READY);
+    const leftReady = new Promise((resolve) =>
+      state.watchConnectivityState(connectivityState.READY, Date.now() + 5_000, resolve)
+    );
+    await channel.close();
+    await leftReady;
+    await assert.rejects(
+      check(client),
+      (error: ServiceError) => error.code === status.UNAVAILABLE,
+      "close() ends the dialed connection, and no new one is opened",
+    );
+  } finally {
+    client.close();
+    await channel.close();
+    await listener.close();
+    server.forceShutdown();
+  }
+});
+
+Deno.test("startDialedChannel: a failing dial fails the call with UNAVAILABLE", async () => {
+  const channel = await startDialedChannel(() => Promise.reject(new Error("no route")));
+  const client = new HealthClient(channel.address, channel.credentials);
+  try {
+    await assert.rejects(
+      new Promise((resolve, reject) =>
+        client.check(
+          { service: "" },
+          new Metadata(),
+          { deadline: Date.now() + 2_000 },
+          (error) => error ? reject(error) : resolve(null),
+        )
+      ),
+      (error: ServiceError) => error.code === status.UNAVAILABLE,
+    );
+  } finally {
+    client.close();
+    await channel.close();
+  }
 });
 
 function check(client: HealthClient): Promise<number> {
@@ -119,12 +202,7 @@ function check(client: HealthClient): Promise<number> {
 }
 
 Deno.test("listenGuarded serves gRPC, and a closed listener refuses new connections while open ones keep working", async () => {
-  const server = new Server();
-  const handlers: HealthServer = {
-    check: (_call, callback) => callback(null, { status: 1 }),
-    watch: (call) => call.end(),
-  };
-  server.addService(HealthService, handlers);
+  const server = startHealthServer();
   const listener = await listenGuarded(server, { hostname: "127.0.0.1", port: 0 });
   const client = new HealthClient(`127.0.0.1:${listener.port}`, credentials.createInsecure());
   try {

@@ -3,10 +3,11 @@
  *
  * Server side: grpc-js accepts any duplex stream through a connection injector, so every
  * Quantum connection becomes one HTTP/2 connection ({@linkcode serveGrpcOverQuantum}).
- * Client side: grpc-js has no public hook for custom transports, so
- * {@linkcode startQuantumTunnel} opens a loopback TCP listener and pipes each accepted socket
- * (with `setNoDelay(true)`) through its own new Quantum connection — give its `address` to
- * any grpc-js client.
+ * Client side: {@linkcode connectGrpcOverQuantum} gives a grpc-js client an address and
+ * credentials under which every connection is its own Quantum connection (bytes go straight
+ * from grpc-js to Quantum). {@linkcode startQuantumTunnel} is the generic alternative: a
+ * loopback TCP listener that pipes each accepted socket (with `setNoDelay(true)`) through its
+ * own new Quantum connection, for any client that can only be given an address.
  *
  * @example
  * ```ts
@@ -16,8 +17,8 @@
  * const bridge = serveGrpcOverQuantum(server, listen({ port: 7000 }));
  *
  * // client process
- * const tunnel = await startQuantumTunnel({ hostname: "10.0.0.5", port: 7000 });
- * const client = new MyClient(tunnel.address, grpc.credentials.createInsecure());
+ * const channel = await connectGrpcOverQuantum({ hostname: "10.0.0.5", port: 7000 });
+ * const client = new MyClient(channel.address, channel.credentials);
  * ```
  * @module
  */
@@ -25,7 +26,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import type { QuantumConnection } from "./connection.ts";
-import { GoawayStripper } from "../kernel/grpc_guard.ts";
+import { type DialedChannel, GoawayStripper, startDialedChannel } from "../kernel/grpc_guard.ts";
 import { dial, type DialOptions, type QuantumListener } from "./endpoint.ts";
 
 /**
@@ -129,6 +130,16 @@ export function serveGrpcOverQuantum(
       await accepting;
     },
   };
+}
+
+/**
+ * A grpc-js channel to the Quantum listener at `hostname:port`: give `address` and
+ * `credentials` to the client. Each HTTP/2 connection is its own Quantum connection, written
+ * and read by grpc-js directly (no loopback TCP hop), and the server's GOAWAY frames are
+ * dropped (see kernel/grpc_guard.ts).
+ */
+export function connectGrpcOverQuantum(options: DialOptions): Promise<DialedChannel> {
+  return startDialedChannel(async () => connectionToDuplex(await dial(options)));
 }
 
 /** Options for {@linkcode startQuantumTunnel}: where the Quantum listener is, and dial options. */

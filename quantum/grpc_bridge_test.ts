@@ -1,13 +1,18 @@
 /**
  * gRPC over Quantum end to end: a real grpc-js server on a Quantum listener, a real grpc-js
- * client through the loopback TCP tunnel; unary, server-streaming and bidirectional calls,
- * directly and through the relay at 5% loss.
+ * client through `connectGrpcOverQuantum` (the gateway's way) or the loopback TCP tunnel;
+ * unary, server-streaming and bidirectional calls, directly and through the relay at 5% loss.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { listen } from "./endpoint.ts";
-import { pumpCoalesced, serveGrpcOverQuantum, startQuantumTunnel } from "./grpc_bridge.ts";
+import {
+  connectGrpcOverQuantum,
+  pumpCoalesced,
+  serveGrpcOverQuantum,
+  startQuantumTunnel,
+} from "./grpc_bridge.ts";
 import { startRelay } from "./relay.ts";
 
 const json = {
@@ -69,8 +74,12 @@ interface EchoClient extends grpc.Client {
   chat(): grpc.ClientDuplexStream<Any, Any>;
 }
 
-async function exercise(address: string, label: string) {
-  const client = new Client(address, grpc.credentials.createInsecure());
+async function exercise(
+  address: string,
+  label: string,
+  credentials = grpc.credentials.createInsecure(),
+) {
+  const client = new Client(address, credentials);
   try {
     const unary = (request: Any) =>
       new Promise<Any>((resolve, reject) =>
@@ -117,6 +126,24 @@ async function exercise(address: string, label: string) {
   }
 }
 
+Deno.test("grpc-js unary, server-streaming and bidi calls work over Quantum (injector + connectGrpcOverQuantum)", async () => {
+  const server = startServer();
+  const listener = listen({ hostname: "127.0.0.1", port: 0 });
+  const bridge = serveGrpcOverQuantum(server, listener);
+  const channel = await connectGrpcOverQuantum({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  try {
+    await exercise(channel.address, "direct", channel.credentials);
+    assert.equal(listener.stats().accepted, 1, "one Quantum connection carried every call");
+  } finally {
+    await channel.close();
+    await bridge.close();
+    server.forceShutdown();
+  }
+});
+
 Deno.test("grpc-js unary, server-streaming and bidi calls work over Quantum (injector + tunnel)", async () => {
   const server = startServer();
   const listener = listen({ hostname: "127.0.0.1", port: 0 });
@@ -140,30 +167,30 @@ Deno.test("grpc-js calls over Quantum survive 5% loss through the relay", async 
     target: { hostname: "127.0.0.1", port: listener.addr.port },
     impairments: { loss: 0.05, seed: 12 },
   });
-  const tunnel = await startQuantumTunnel({ hostname: "127.0.0.1", port: relay.addr.port });
+  const channel = await connectGrpcOverQuantum({ hostname: "127.0.0.1", port: relay.addr.port });
   try {
-    await exercise(tunnel.address, "relay");
+    await exercise(channel.address, "relay", channel.credentials);
     const stats = relay.stats();
     assert.ok(stats.upstream.lost > 0 && stats.downstream.lost > 0);
   } finally {
-    await tunnel.close();
+    await channel.close();
     await bridge.close();
     await relay.close();
     server.forceShutdown();
   }
 });
 
-Deno.test("grpc-js reconnects through the tunnel after the Quantum server restarts", async () => {
+Deno.test("grpc-js reconnects over connectGrpcOverQuantum after the Quantum server restarts", async () => {
   const first = startServer();
   const listener = listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
   let bridge = serveGrpcOverQuantum(first, listener);
-  const tunnel = await startQuantumTunnel({
+  const channel = await connectGrpcOverQuantum({
     hostname: "127.0.0.1",
     port,
     handshakeTimeoutMs: 2000,
   });
-  const client = new Client(tunnel.address, grpc.credentials.createInsecure());
+  const client = new Client(channel.address, channel.credentials);
   const call = (text: string) =>
     new Promise<Any>((resolve, reject) =>
       client.echo(
@@ -174,12 +201,12 @@ Deno.test("grpc-js reconnects through the tunnel after the Quantum server restar
   let second: grpc.Server | null = null;
   try {
     assert.equal((await call("before")).echo, "before");
-    await bridge.close(); // RSTs every Quantum connection: the tunnel closes its TCP side
+    await bridge.close(); // RSTs every Quantum connection: grpc-js sees its transport end
     first.forceShutdown();
     second = startServer();
     const restarted = listen({ hostname: "127.0.0.1", port });
     bridge = serveGrpcOverQuantum(second, restarted);
-    // grpc-js sees the TCP connection drop, reconnects to the tunnel, which dials anew.
+    // grpc-js reconnects: its connector dials a new Quantum connection.
     let reply: Any | null = null;
     for (let attempt = 0; attempt < 20 && !reply; attempt++) {
       reply = await call("after").catch((e: grpc.ServiceError) => {
@@ -191,7 +218,7 @@ Deno.test("grpc-js reconnects through the tunnel after the Quantum server restar
     assert.equal(restarted.stats().accepted, 1, "the reply came over a new Quantum connection");
   } finally {
     client.close();
-    await tunnel.close();
+    await channel.close();
     await bridge.close();
     second?.forceShutdown();
   }

@@ -255,7 +255,7 @@ Deno.test({
 });
 
 const quantum = await import("../quantum/mod.ts") as Record<string, unknown>;
-const quantumReady = ["startQuantumTunnel", "serveGrpcOverQuantum", "listen", "startRelay"]
+const quantumReady = ["connectGrpcOverQuantum", "serveGrpcOverQuantum", "listen", "startRelay"]
   .every((name) => typeof quantum[name] === "function");
 
 Deno.test({

@@ -572,7 +572,9 @@ Deno.test({
     (quantumReady && relayReady
       ? ""
       : ` [NOT RUN: quantum/mod.ts does not export ${
-        [quantumReady ? "" : "startQuantumTunnel", relayReady ? "" : "startRelay"].filter(Boolean)
+        [quantumReady ? "" : "connectGrpcOverQuantum", relayReady ? "" : "startRelay"].filter(
+          Boolean,
+        )
           .join(" and ")
       } yet]`),
   ignore: !(quantumReady && relayReady),

@@ -424,7 +424,7 @@ if (import.meta.main) {
   if (transport === "quantum" && !(await quantumAvailable())) {
     transport = "tcp";
     transportNote =
-      " (Quantum requested, but quantum/mod.ts does not export startQuantumTunnel yet, so the launcher uses TCP)";
+      " (Quantum requested, but quantum/mod.ts does not export connectGrpcOverQuantum yet, so the launcher uses TCP)";
   }
   const all: StepResult[] = [];
   const notes: string[] = [];

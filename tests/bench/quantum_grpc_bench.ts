@@ -1,12 +1,12 @@
 /**
- * CPU per small gRPC message through the Quantum tunnel vs plain TCP (issue 12's stack in
- * miniature): one bidirectional grpc-js stream, the client sends `--bytes`-byte messages at
- * fixed rates and the server (its own process) echoes each one back. Over Quantum the client
- * goes through `startQuantumTunnel` (loopback TCP ⇄ Quantum) and the server through
- * `serveGrpcOverQuantum`, as gateway ↔ statesync do.
+ * CPU per small gRPC message over Quantum vs plain TCP (issue 12's stack in miniature): one
+ * bidirectional grpc-js stream, the client sends `--bytes`-byte messages at fixed rates and the
+ * server (its own process) echoes each one back. Over Quantum the client goes through
+ * `connectGrpcOverQuantum` and the server through `serveGrpcOverQuantum`, as gateway ↔
+ * statesync do.
  *
  * Prints, per transport and rate: achieved rate, round-trip p50/p99, CPU µs per message for the
- * client process (generator + grpc-js client + tunnel) and the server process (grpc-js server +
+ * client process (generator + grpc-js client + Quantum) and the server process (grpc-js server +
  * Quantum), and over Quantum the datagrams per message seen by the client's UDP socket, split
  * into data packets and ACK-only packets, both directions.
  *
@@ -21,7 +21,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import { listen, serveGrpcOverQuantum, startQuantumTunnel } from "../../quantum/mod.ts";
+import { connectGrpcOverQuantum, listen, serveGrpcOverQuantum } from "../../quantum/mod.ts";
 import { listenUdp, type PacketConn } from "../../quantum/packet_conn.ts";
 import { decodePacket, FLAG, type Packet } from "../../quantum/wire.ts";
 import { type Clock, realClock } from "../../quantum/clock.ts";
@@ -250,10 +250,10 @@ async function runTransport(
   };
 
   const counts = newCounts();
-  let tunnel: Awaited<ReturnType<typeof startQuantumTunnel>> | undefined;
+  let channel: Awaited<ReturnType<typeof connectGrpcOverQuantum>> | undefined;
   let address = `127.0.0.1:${port}`;
   if (transport === "quantum") {
-    tunnel = await startQuantumTunnel({
+    channel = await connectGrpcOverQuantum({
       hostname: "127.0.0.1",
       port,
       packetConn: countingPacketConn(
@@ -262,10 +262,13 @@ async function runTransport(
       ),
       clock: countingClock(counts),
     });
-    address = tunnel.address;
+    address = channel.address;
   }
   const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, "Echo");
-  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as
+  const client = new Client(
+    address,
+    channel?.credentials ?? grpc.credentials.createInsecure(),
+  ) as unknown as
     & grpc.Client
     & {
       echo(): grpc.ClientDuplexStream<Buffer, Buffer>;
@@ -352,7 +355,7 @@ async function runTransport(
   finished = true;
   stream.end();
   client.close();
-  await tunnel?.close();
+  await channel?.close();
   child.kill("SIGKILL");
   await child.status;
   await requests.close().catch(() => {});

@@ -14,7 +14,8 @@
  * comes from this process; each open-loop ramp runs in a fresh generator process (this script
  * with `--generate`), so neither the server nor the generator shares an event loop or a heap
  * with other work. The gRPC/Quantum rows reach the same server through a loopback TCP tunnel
- * into Quantum (`startQuantumTunnel`), as the gateway does with `transport: quantum`.
+ * into Quantum (`startQuantumTunnel`; the gateway skips that loopback hop with
+ * `connectGrpcOverQuantum`).
  *
  * Options: `--quick` runs smaller counts and 1 s steps (for a smoke run); `--open-loop-only`
  * skips the closed-loop rows; `--in-process-only` runs only the in-process manager rows (no
