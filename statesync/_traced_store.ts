@@ -5,8 +5,8 @@
  * whose operation started the commit and records how many requests it carried.
  * @module
  */
-import { SpanKind, trace } from "@opentelemetry/api";
-import { recordSpanError } from "../kernel/mod.ts";
+import { context, SpanKind, trace } from "@opentelemetry/api";
+import { isNoopSpan, recordSpanError } from "../kernel/mod.ts";
 import type { Json } from "./json0/types.ts";
 import type { ConflictRecord, OperationRecord } from "./model.ts";
 import type {
@@ -32,21 +32,25 @@ export class TracedDocumentStore implements DocumentStore {
     this.#system = system;
   }
 
-  #span<T>(name: string, attributes: Record<string, number | string>, fn: () => Promise<T>) {
-    return tracer.startActiveSpan(
-      name,
-      { kind: SpanKind.CLIENT, attributes: { "db.system.name": this.#system, ...attributes } },
-      async (span) => {
-        try {
-          return await fn();
-        } catch (error) {
-          recordSpanError(span, error);
-          throw error;
-        } finally {
-          span.end();
-        }
-      },
-    );
+  async #span<T>(
+    name: string,
+    attributes: Record<string, number | string>,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const span = tracer.startSpan(name, {
+      kind: SpanKind.CLIENT,
+      attributes: { "db.system.name": this.#system, ...attributes },
+    });
+    // Tracing off (no-op tracer, no caller trace): no context switch for every commit.
+    if (isNoopSpan(span)) return await fn();
+    try {
+      return await context.with(trace.setSpan(context.active(), span), fn);
+    } catch (error) {
+      recordSpanError(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
   }
 
   createDocument(head: DocumentHead, content: Json): Promise<void> {
