@@ -126,6 +126,12 @@ export const GatewayConfigSchema = z.object({
     maxMessageBytes: z.number().int().positive().default(65_536),
     /** Messages a connection may send per second (burst = 2x). */
     messagesPerSecond: z.number().positive().default(100),
+    /**
+     * Messages all connections of one user may send together per second (burst = 2x), on
+     * top of the per-connection limit: reconnecting, or opening more sockets, does not buy a
+     * flooding client a fresh budget.
+     */
+    userMessagesPerSecond: z.number().positive().default(500),
     /** Outgoing bytes queued for one connection before it is closed as a slow consumer. */
     maxQueuedBytes: z.number().int().positive().default(1_048_576),
     /** Server ping interval in ms. */
@@ -146,6 +152,7 @@ export const GatewayConfigSchema = z.object({
   }).strict().default({
     maxMessageBytes: 65_536,
     messagesPerSecond: 100,
+    userMessagesPerSecond: 500,
     maxQueuedBytes: 1_048_576,
     pingIntervalMs: 25_000,
     pongTimeoutMs: 10_000,

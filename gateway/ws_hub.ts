@@ -238,7 +238,10 @@ export class WsHub {
   #conns = new Set<Conn>();
   #feeds = new Map<string, DocFeed>();
   #channels = new Map<string, Set<Conn>>();
+  /** Per connection. */
   #rate: TokenBuckets;
+  /** Per user, over all of the user's connections. */
+  #userRate: TokenBuckets;
   #submit: SubmitStream | undefined;
   /** Keyed by request id as a number: small-integer keys are the cheapest Map keys. */
   #pendingOps = new Map<
@@ -270,6 +273,10 @@ export class WsHub {
     this.#rate = new TokenBuckets({
       capacity: Math.max(1, Math.ceil(options.config.messagesPerSecond * 2)),
       refillPerSecond: options.config.messagesPerSecond,
+    });
+    this.#userRate = new TokenBuckets({
+      capacity: Math.max(1, Math.ceil(options.config.userMessagesPerSecond * 2)),
+      refillPerSecond: options.config.userMessagesPerSecond,
     });
   }
 
@@ -507,7 +514,11 @@ export class WsHub {
       this.#close(conn, CloseCode.MESSAGE_TOO_BIG, "Message too big");
       return;
     }
-    if (!this.#rate.take(conn.id, performance.now()).allowed) {
+    const now = performance.now();
+    if (
+      !this.#rate.take(conn.id, now).allowed ||
+      (conn.user !== undefined && !this.#userRate.take(conn.user.id, now).allowed)
+    ) {
       this.#stats.rateLimited++;
       if (++conn.rateViolations >= RATE_LIMIT_CLOSE_AFTER) {
         this.#close(conn, CloseCode.RATE_LIMITED, "Rate limit exceeded");

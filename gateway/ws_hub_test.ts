@@ -242,6 +242,26 @@ Deno.test("ws: per-connection rate limit answers RESOURCE_EXHAUSTED", async () =
   assert.equal(env.gateway.hub.stats().rateLimited, 1);
 });
 
+Deno.test("ws: the per-user rate limit spans the user's connections; reconnecting does not refill it", async () => {
+  // Per connection 100 msg/s; per user 1 msg/s (burst 2): the user's budget is the limit.
+  await using env = await setup({ ws: { messagesPerSecond: 100, userMessagesPerSecond: 1 } });
+  await using first = await env.client("alice");
+  assert.deepEqual(await first.request({ type: "ping", id: "a1" }), { type: "pong", id: "a1" });
+  assert.deepEqual(await first.request({ type: "ping", id: "a2" }), { type: "pong", id: "a2" });
+  // Answered by either a pong or the rate-limit error (which carries no id).
+  const answer = (m: { type?: unknown }) => m.type === "pong" || m.type === "error";
+  first.send({ type: "ping", id: "a3" });
+  assert.equal((await first.next(answer)).status, "RESOURCE_EXHAUSTED");
+  // A new socket of the same user starts with the user's empty bucket, not a full one.
+  await using second = await env.client("alice");
+  second.send({ type: "ping", id: "b1" });
+  assert.equal((await second.next(answer)).status, "RESOURCE_EXHAUSTED");
+  // Another user has a budget of their own.
+  await using other = await env.client("bob");
+  assert.deepEqual(await other.request({ type: "ping", id: "c1" }), { type: "pong", id: "c1" });
+  assert.equal(env.gateway.hub.stats().rateLimited, 2);
+});
+
 Deno.test("ws: an expired token closes with 4003 unless refreshed; refresh must be the same user", async () => {
   await using env = await setup({ auth: { accessTtlSeconds: 60, clockToleranceSeconds: 0 } });
   const c = await WsTestClient.connect(env.url);

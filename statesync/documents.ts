@@ -430,6 +430,21 @@ export class DocumentManager {
           submit.resolution !== undefined
         ? await this.#store.findDedupe(submit.id, submit.sessionId, submit.clientOpId)
         : null);
+    const behind = head.version - submit.baseVersion;
+    if (known === null && behind > this.#limits.maxOpsBehind) {
+      // Checked before any history is read or transformed: a flood of stale ops costs little.
+      throw new AppError(
+        "FAILED_PRECONDITION",
+        `Operation base version ${submit.baseVersion} is ${behind} versions behind document ${submit.id} (limit maxOpsBehind ${this.#limits.maxOpsBehind}): reload the document`,
+        {
+          details: {
+            baseVersion: submit.baseVersion,
+            version: head.version,
+            maxOpsBehind: this.#limits.maxOpsBehind,
+          },
+        },
+      );
+    }
     let since: OperationRecord[] | undefined;
     if (known === null && submit.baseVersion < state.recentStart) {
       since = await this.#opsSince(state, submit.baseVersion);
@@ -1008,8 +1023,11 @@ export class DocumentManager {
           prepared = await work.prepare(state);
         } catch (error) {
           // With a shared store the cached copy may be behind: reload once, then decide.
-          const ahead = error instanceof AppError && error.status === "FAILED_PRECONDITION" &&
-            (error.details as { baseVersion?: number } | null)?.baseVersion !== undefined;
+          const details = error instanceof AppError && error.status === "FAILED_PRECONDITION"
+            ? error.details as { baseVersion?: number; version?: number } | null
+            : null;
+          const ahead = details?.baseVersion !== undefined && details.version !== undefined &&
+            details.baseVersion > details.version;
           if (!this.#sharedStore || reloaded || !ahead) throw error;
           reloaded = true;
           this.#evict(work.documentId);

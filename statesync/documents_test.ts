@@ -370,12 +370,38 @@ Deno.test("a resend older than the ops kept in memory is found in the op log", a
     await t.manager.apply("alice", { ...input(doc.id, v, op), clientOpId: `c${v}` });
   }
   // Sent at version 2 by a client that then lost the ack: applied as version 3.
-  const resend = await t.manager.apply("alice", { ...input(doc.id, 2, op), clientOpId: "c2" });
-  assert.deepEqual([resend.duplicate, resend.version], [true, 3]);
+  const resend = await t.manager.apply("alice", { ...input(doc.id, 3, op), clientOpId: "c3" });
+  assert.deepEqual([resend.duplicate, resend.version], [true, 4]);
   // A new op sent at the same old version is transformed and applied.
   const fresh = await t.manager.apply("alice", { ...input(doc.id, 2, op), clientOpId: "new" });
   assert.deepEqual([fresh.duplicate, fresh.version], [false, 11]);
   assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 11 });
+});
+
+Deno.test("an op more than maxOpsBehind versions behind is refused before any history is read; a resend in memory is still answered", async () => {
+  await using t = setup({ recentOps: 4, limits: { maxOpsBehind: 3 } });
+  const store = t.store as CountingStore;
+  const doc = await t.manager.create("alice", { name: "C", type: "json", content: { n: 0 } });
+  const op: Op = [{ path: ["n"], action: { type: "increment", delta: 1 } }];
+  for (let v = 0; v < 6; v++) {
+    await t.manager.apply("alice", { ...input(doc.id, v, op), clientOpId: `c${v}` });
+  }
+  // Version 6, versions 3-6 in memory. Version 1 is 5 behind: refused without reading
+  // versions 2-3 from the store (which accepting it would take).
+  const read = store.opsRead;
+  await assert.rejects(
+    t.manager.apply("alice", input(doc.id, 1, op)),
+    (e: AppError) =>
+      e.status === "FAILED_PRECONDITION" && /maxOpsBehind 3/.test(e.message) &&
+      (e.details as { version: number }).version === 6,
+  );
+  assert.equal(store.opsRead, read, "no history was read for the refused op");
+  // 3 behind is allowed.
+  assert.equal((await t.manager.apply("alice", input(doc.id, 3, op))).version, 7);
+  // A resend of an op still in memory is answered as a duplicate, however far behind (4).
+  const resend = await t.manager.apply("alice", { ...input(doc.id, 3, op), clientOpId: "c3" });
+  assert.deepEqual([resend.duplicate, resend.version], [true, 4]);
+  assert.deepEqual((await t.manager.get("alice", doc.id)).content, { n: 7 });
 });
 
 Deno.test("a stale op reading old history while a commit trims memory sees every op once", async () => {

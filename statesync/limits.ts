@@ -35,6 +35,12 @@ export const LimitsSchema = z.object({
   maxPrincipals: z.number().int().min(0).max(256).default(128),
   /** Longest user, session or client op id, in characters. */
   maxIdLength: z.number().int().min(8).max(128).default(128),
+  /**
+   * Most versions an operation's base may be behind the document. Each version behind is one
+   * transform (and beyond the ops kept in memory, a read of history), so this bounds what one
+   * operation can cost; one further behind is refused with FAILED_PRECONDITION (reload).
+   */
+  maxOpsBehind: z.number().int().min(1).max(1_000_000).default(1000),
 }).strict();
 
 /** Resolved size limits. */

@@ -449,6 +449,7 @@ if (import.meta.main) {
         AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__CAPACITY: "1000000",
         AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__REFILL_PER_SECOND: "1000000",
         AETHERFLOW_GATEWAY_WS__MESSAGES_PER_SECOND: "1000000",
+        AETHERFLOW_GATEWAY_WS__USER_MESSAGES_PER_SECOND: "1000000",
         // V8 tick profiles of the services (`node --prof-process DIR/<pid>.v8.log`).
         ...(values.profile
           ? {

@@ -10,7 +10,7 @@
  * `--documents N`, `--json`, `--allow-remote`, `--list`.
  *
  * Note: the gateway's default rate limits (100 req/s per IP, 50/s per user, 100 WS
- * messages/s per socket) cap what one load client can push; raise them with
+ * messages/s per socket and 500/s per user) cap what one load client can push; raise them with
  * `AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__REFILL_PER_SECOND` etc. to measure the gateway
  * rather than its limits.
  * @module
