@@ -520,9 +520,11 @@ export class WsHub {
       (conn.user !== undefined && !this.#userRate.take(conn.user.id, now).allowed)
     ) {
       this.#stats.rateLimited++;
+      // One error per run of refused messages: answering each message of a flood would
+      // double what the flood costs (and the error cannot name the request anyway).
       if (++conn.rateViolations >= RATE_LIMIT_CLOSE_AFTER) {
         this.#close(conn, CloseCode.RATE_LIMITED, "Rate limit exceeded");
-      } else {
+      } else if (conn.rateViolations === 1) {
         this.#error(conn, null, new AppError("RESOURCE_EXHAUSTED", "Rate limit exceeded"));
       }
       return;

@@ -350,7 +350,7 @@ async function abusiveClient(floodRate: number, maxRatio: number) {
   await using dir = await tempDir("aetherflow-resilience-b-");
   // WebSocket limits of 25 msg/s per connection and per user (burst 50): the normal writers
   // (8 users, ~12 ops/s each) stay under them. The abuser is a user of its own flooding its
-  // own document at socket speed and reconnecting whenever it is closed: its admitted share
+  // own document (at `floodRate`), reconnecting whenever it is closed: its admitted share
   // stays small next to its flood (reconnecting does not refill its user's budget), so the
   // test measures what the rejected flood costs everyone else.
   const usersFile = `${dir.path}/users.json`;
@@ -500,11 +500,11 @@ Deno.test("resilience: an abusive client flooding at 40× its rate trips its rat
 });
 
 // A flood at socket speed, reconnecting on every close, costs the gateway a handshake and an
-// auth per connection and a rejection per message: the others' p99 measured 2-4.5× of unloaded
-// (with every op acknowledged), where before per-user limits and maxOpsBehind it took the
-// service down (no answer within 15 s).
-Deno.test("resilience: an abusive client flooding at socket speed is contained: the others' ops are all acknowledged, p99 within 10× of unloaded", async () => {
-  await abusiveClient(0, 10);
+// auth per connection and a look at every message: the others' p99 measured 1.4-1.9× of
+// unloaded (3× asserted, for a shared machine's noise). Before per-user budgets and
+// maxOpsBehind, such a flood took the service down (no answer within 15 s).
+Deno.test("resilience: an abusive client flooding at socket speed is contained: the others' ops are all acknowledged, p99 within 3× of unloaded", async () => {
+  await abusiveClient(0, 3);
 });
 
 /** A WebSocket text frame as a client sends it (masked). */
