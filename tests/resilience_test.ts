@@ -1,8 +1,9 @@
 /**
  * Resilience under load, against real processes started like `deno task start`:
  * (a) statesync is SIGKILLed and restarted while writers send ops — nothing acknowledged is
- * lost or duplicated and every replica converges; (b) one abusive client floods the gateway
- * — its rate limit trips and the other clients' p99 stays within 2× of unloaded; (b2) a
+ * lost or duplicated and every replica converges; (b) one abusive user floods the gateway,
+ * paced at 40× its limit (the other users' p99 stays within 2× of unloaded) and at socket
+ * speed (all their ops acknowledged, p99 within 3×), its admitted ops within its budget; (b2) a
  * subscriber that stops reading is closed as a slow consumer (4009) while the others receive
  * every event; (c) 5% loss on the gateway↔statesync Quantum link — runs only when the
  * stack supports gRPC over Quantum.
