@@ -111,6 +111,9 @@ Deno.test("token buckets: refill over time, report retry-after, and keep memory 
   assert.ok(buckets.take("a", 1_000).allowed, "one token back after 1 s");
   for (let i = 0; i < 100; i++) buckets.take(`k${i}`, 2_000);
   assert.ok(buckets.size <= 3);
+  buckets.delete("k99");
+  assert.equal(buckets.size, 2);
+  assert.ok(buckets.take("k99", 2_000).allowed, "a deleted key starts with a full bucket");
   assert.throws(() => new TokenBuckets({ capacity: 0, refillPerSecond: 1 }), RangeError);
 });
 

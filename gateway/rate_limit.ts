@@ -56,6 +56,11 @@ export class TokenBuckets {
     return this.#buckets.size;
   }
 
+  /** Forget `key`'s bucket (a closed connection's, say). */
+  delete(key: string): void {
+    this.#buckets.delete(key);
+  }
+
   /** Take `cost` tokens from `key`'s bucket at time `now` (ms). */
   take(key: string, now: number, cost = 1): TakeResult {
     let bucket = this.#buckets.get(key);

@@ -459,6 +459,7 @@ export class WsHub {
     if (conn.closed) return;
     conn.closed = true;
     this.#conns.delete(conn);
+    this.#rate.delete(conn.id); // the user's bucket stays: it outlives reconnects
     if (conn.traffic) conn.traffic.sockets--;
     for (const timer of conn.timers) clearTimeout(timer);
     clearTimeout(conn.expiryTimer);
