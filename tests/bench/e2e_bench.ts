@@ -10,7 +10,8 @@
  * Measured from the clients' clock (one process, `performance.now()`): op send → ack, and
  * op send → receipt at every other subscriber of the document (fan-out). Per step also
  * the CPU share of every process (/proc), which shows what saturates first, and its CPU time
- * per op sent (µs), which compares runs at different rates and on a busy machine.
+ * per op sent (µs), which compares runs at different rates and on a busy machine; per target
+ * the whole machine's CPU split during its run (steal: other tenants of the host; iowait).
  * At the end: every client of a document saw the same versions in order (no gap, no
  * duplicate, same content hash), and one full replica per document equals the server's
  * content (gateway) — i.e. every replica converged.
@@ -320,6 +321,29 @@ function serverCpuPerOp(step: StepResult): number {
   );
 }
 
+/** The machine's CPU time counters (`/proc/stat` "cpu" line, in ticks), or [] off Linux. */
+function hostCpuTicks(): number[] {
+  try {
+    return Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1, 9)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * How the whole machine's CPU time went between two {@link hostCpuTicks} readings: a run
+ * during which other tenants took CPU (steal) or the disk was slow (iowait) reads differently.
+ */
+function hostCpuShare(before: number[], after: number[]): string {
+  if (before.length < 8 || after.length < 8) return "host CPU not readable";
+  const d = after.map((v, i) => v - before[i]!);
+  const total = d.reduce((a, b) => a + b, 0) || 1;
+  const pct = (i: number) => `${((100 * d[i]!) / total).toFixed(1)}%`;
+  return `host CPU during the run: user ${pct(0)}, system ${pct(2)}, softirq ${pct(6)}, ` +
+    `iowait ${pct(4)}, steal ${pct(7)}, idle ${pct(3)}`;
+}
+
 function best(steps: StepResult[]): StepResult | undefined {
   return steps.filter((s) => s.pass && !s.afterRamp).sort((a, b) =>
     b.achievedOpsPerSecond - a.achievedOpsPerSecond
@@ -482,6 +506,7 @@ if (import.meta.main) {
         if (pid !== undefined) pids[name] = pid;
       }
       console.error(`AetherFlow stack (gRPC over ${transport}${transportNote})`);
+      const host = hostCpuTicks();
       const run = await runTarget(
         {
           name: `AetherFlow (${transport})`,
@@ -493,6 +518,7 @@ if (import.meta.main) {
         { clients: clientCount, steps, stepMs },
       );
       all.push(...run.steps);
+      notes.push(`AetherFlow: ${hostCpuShare(host, hostCpuTicks())}.`);
       const serverDocs = [];
       for (const id of docIds) {
         const doc = await (await fetch(`${base}/api/v1/documents/${id}`, {
@@ -520,6 +546,7 @@ if (import.meta.main) {
     try {
       const docIds = Array.from({ length: docCount }, () => crypto.randomUUID());
       console.error("raw Deno.serve rebroadcast server");
+      const host = hostCpuTicks();
       const run = await runTarget(
         {
           name: "raw Deno.serve",
@@ -531,6 +558,7 @@ if (import.meta.main) {
         { clients: clientCount, steps, stepMs },
       );
       all.push(...run.steps);
+      notes.push(`raw: ${hostCpuShare(host, hostCpuTicks())}.`);
       const problems = checkConvergence("raw", run.states);
       notes.push(
         problems.length === 0
