@@ -16,8 +16,9 @@ import {
   EventType,
   type Operation,
 } from "../proto/gen/statesync.ts";
-import type { Backends, StreamHandlers } from "./backends.ts";
+import type { Backends, SessionBackend, StreamHandlers } from "./backends.ts";
 import { type GatewayConfig, GatewayConfigSchema } from "./config.ts";
+import type { TokenService } from "./tokens.ts";
 import { UserStore } from "./users.ts";
 
 /** Knobs for failure injection. */
@@ -500,6 +501,29 @@ export function tcpTarget(address: string) {
     retries: 2,
     defaultTimeoutMs: 2_000,
   };
+}
+
+/**
+ * An access token of user `id-<name>` for a new live session (the WebSocket hub checks that
+ * the session exists), issued at `now`.
+ */
+export async function sessionToken(
+  session: SessionBackend,
+  tokens: TokenService,
+  name = "alice",
+  now = Date.now(),
+): Promise<string> {
+  const { session: created } = await session.createSession({
+    userId: `id-${name}`,
+    connectionId: "",
+    clientIp: "",
+    clientPort: 0,
+    serverAddress: "",
+    ttlSeconds: 60,
+    metadata: {},
+  });
+  const claims = { sub: `id-${name}`, sid: created!.id, name, role: "user" };
+  return (await tokens.issue(claims, now)).token;
 }
 
 /** A config for tests (overrides merged over defaults). */

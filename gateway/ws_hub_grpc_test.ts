@@ -7,7 +7,7 @@ import { BreakerRegistry } from "./breaker.ts";
 import { createGrpcBackends } from "./grpc_backends.ts";
 import { serveGateway } from "./serve.ts";
 import { type WsMessage, WsTestClient } from "./testing.ts";
-import { tcpTarget, testConfig, testUsers } from "./_testing.ts";
+import { sessionToken, tcpTarget, testConfig, testUsers } from "./_testing.ts";
 
 /** `promise`, or a failure naming `what` after 10 s. */
 async function within<T>(promise: Promise<T>, what: string): Promise<T> {
@@ -42,17 +42,7 @@ Deno.test("ws over real gRPC: after statesync restarts, every document feed re-s
   const gateway = await createGateway({ config: testConfig(), backends, users: await testUsers() });
   const server = serveGateway(gateway, { port: 0 });
   try {
-    const { session: created } = await backends.session.createSession({
-      userId: "id-alice",
-      connectionId: "",
-      clientIp: "",
-      clientPort: 0,
-      serverAddress: "",
-      ttlSeconds: 60,
-      metadata: {},
-    });
-    const claims = { sub: "id-alice", sid: created!.id, name: "alice", role: "user" };
-    const token = (await gateway.tokens.issue(claims)).token;
+    const token = await sessionToken(backends.session, gateway.tokens);
     await using client = await WsTestClient.connect(`ws://127.0.0.1:${server.port}/ws`);
     assert.equal((await client.request({ type: "auth", token })).type, "reply");
 

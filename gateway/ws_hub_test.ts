@@ -4,7 +4,7 @@ import { createGateway } from "./app.ts";
 import { serveGateway } from "./serve.ts";
 import { WsTestClient } from "./testing.ts";
 import { CloseCode, WsHub, type WsSocket } from "./ws_hub.ts";
-import { fakeBackends, testConfig, testUsers } from "./_testing.ts";
+import { fakeBackends, sessionToken, testConfig, testUsers } from "./_testing.ts";
 
 async function setup(overrides: Record<string, unknown> = {}) {
   const backends = fakeBackends();
@@ -12,20 +12,8 @@ async function setup(overrides: Record<string, unknown> = {}) {
   const gateway = await createGateway({ config, backends, users: await testUsers() });
   const server = serveGateway(gateway, { port: 0 });
   const url = `ws://127.0.0.1:${server.port}/ws`;
-  /** An access token for a live session of `name` (the hub checks the session exists). */
-  const token = async (name = "alice", now = Date.now()) => {
-    const { session } = await backends.session.createSession({
-      userId: `id-${name}`,
-      connectionId: "",
-      clientIp: "",
-      clientPort: 0,
-      serverAddress: "",
-      ttlSeconds: 60,
-      metadata: {},
-    });
-    const claims = { sub: `id-${name}`, sid: session!.id, name, role: "user" };
-    return (await gateway.tokens.issue(claims, now)).token;
-  };
+  const token = (name = "alice", now = Date.now()) =>
+    sessionToken(backends.session, gateway.tokens, name, now);
   const client = async (name = "alice", autoPong = true) => {
     const c = await WsTestClient.connect(url, autoPong);
     const reply = await c.request({ type: "auth", token: await token(name) });
@@ -367,17 +355,7 @@ Deno.test("ws: a slow consumer is closed with 4009 once its queue passes the lim
   const fast = new StuckSocket();
   hub.accept(stuck, { ip: "1.1.1.1" });
   hub.accept(fast, { ip: "1.1.1.2" });
-  const { session } = await backends.session.createSession({
-    userId: "u",
-    connectionId: "",
-    clientIp: "",
-    clientPort: 0,
-    serverAddress: "",
-    ttlSeconds: 60,
-    metadata: {},
-  });
-  const claims = { sub: "u", sid: session!.id, name: "u", role: "user" };
-  const token = (await gateway.tokens.issue(claims)).token;
+  const token = await sessionToken(backends.session, gateway.tokens, "u");
   for (const s of [stuck, fast]) {
     s.receive({ type: "auth", id: "auth-1", token });
     await s.sentMatching('"id":"auth-1"');
