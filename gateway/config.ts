@@ -19,7 +19,7 @@ export const DEFAULT_DEV_SECRET = "aetherflow-dev-secret-change-me-0123456789abc
 const BackendSchema = z.object({
   /** host:port of the service's gRPC listener (TCP), or of its Quantum listener (UDP). */
   address: z.string().min(1),
-  /** "tcp": plain gRPC over TCP; "quantum": gRPC through an in-process Quantum tunnel. */
+  /** "tcp": plain gRPC over TCP; "quantum": gRPC over Quantum, one Quantum connection each. */
   transport: z.enum(["tcp", "quantum"]).default("tcp"),
   /** A down required backend makes /health answer 503. */
   required: z.boolean().default(true),

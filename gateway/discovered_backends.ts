@@ -4,7 +4,7 @@
  * {@link P2cBalancer} picks (P2C + EWMA), and an idempotent call that fails on an instance
  * (UNAVAILABLE, DEADLINE_EXCEEDED, ...) runs again on another one. Each instance gets its own
  * gRPC channel (through {@link createGrpcBackends}, so deadlines, metadata, breakers and
- * the Quantum tunnel work as with a single backend) and its own breakers, so one dead
+ * gRPC over Quantum work as with a single backend) and its own breakers, so one dead
  * instance never trips the breaker for the healthy ones. Instances that leave are closed.
  *
  * @example
