@@ -7,6 +7,13 @@
  * offsets, at increasing offered rates until fan-out p99 exceeds 50 ms (or ops are lost,
  * fail, or fall behind the offered rate).
  *
+ * Between the two, the architecture floor: the raw server's WebSocket front sending each
+ * turn's ops over one gRPC stream (same transport) to floor_sequencer.ts, a process that only
+ * numbers them — "floor" — or also commits them to Deno KV before answering — "floor + Deno
+ * KV". That is AetherFlow's topology with none of the product (auth, OT, validation,
+ * de-duplication, metrics), so the run splits AetherFlow's distance from raw into what the
+ * topology costs and what the product adds.
+ *
  * Measured from the clients' clock (one process, `performance.now()`): op send → ack, and
  * op send → receipt at every other subscriber of the document (fan-out). Per step also
  * the CPU share of every process (/proc), which shows what saturates first, and its CPU time
@@ -17,9 +24,10 @@
  * content (gateway) — i.e. every replica converged.
  *
  * Flags: `--steps 250,500,1000,...` (ops/s), `--step-seconds 4`, `--clients 100`,
- * `--documents 10`, `--only gateway|raw`, `--transport quantum|tcp`, `--record` (append the
- * table to tests/bench/RESULTS.md), `--profile DIR` (V8 tick profiles of session, statesync
- * and gateway into DIR/<pid>.v8.log; read them with `node --prof-process`).
+ * `--documents 10`, `--only gateway,floor,floor-kv,raw` (default: all four),
+ * `--transport quantum|tcp` (gateway and floor), `--record` (append the table to
+ * tests/bench/RESULTS.md), `--profile DIR` (V8 tick profiles of session, statesync and gateway
+ * into DIR/<pid>.v8.log; read them with `node --prof-process`).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -362,33 +370,81 @@ async function machineHeader(): Promise<string> {
   } GiB RAM; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}). Each section below names its benchmark and task; sections are appended, never rewritten.\n`;
 }
 
-/** Start the raw server as its own process; resolves once it listens. */
-async function startRawProcess(port: number) {
+/** A benchmark process started by {@link startProcess}. */
+interface Child {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Start `script` (beside this file) as its own process; resolves with the line that matches `ready`. */
+async function startProcess(
+  script: string,
+  args: string[],
+  ready: RegExp,
+): Promise<Child & { readyLine: string }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./raw_ws_server.ts", import.meta.url).pathname,
-      "--port",
-      String(port),
-    ],
+    args: ["run", "-A", "--unstable-kv", new URL(script, import.meta.url).pathname, ...args],
     stdout: "piped",
     stderr: "inherit",
     stdin: "null",
   }).spawn();
   const lines = readLines(child.stdout);
-  for await (const line of lines) if (/listening/.test(line)) break;
+  let readyLine = "";
+  for await (const line of lines) {
+    if (ready.test(line)) {
+      readyLine = line;
+      break;
+    }
+  }
   const drained = (async () => {
     for await (const _ of lines) { /* keep the pipe drained */ }
   })();
   return {
     pid: child.pid,
+    readyLine,
     async stop() {
       try {
         child.kill("SIGTERM");
       } catch { /* gone */ }
       await child.status;
       await drained;
+    },
+  };
+}
+
+/**
+ * The raw server, or the architecture floor: the raw server's front half numbering ops through
+ * floor_sequencer.ts over gRPC (`durableDir`: committing them to Deno KV there first).
+ */
+async function startBaseline(
+  port: number,
+  floor?: { transport: "tcp" | "quantum"; durableDir?: string },
+): Promise<{ pids: Record<string, number>; stop(): Promise<void> }> {
+  if (floor === undefined) {
+    const raw = await startProcess("./raw_ws_server.ts", ["--port", String(port)], /listening/);
+    return { pids: { raw: raw.pid }, stop: raw.stop };
+  }
+  const sequencer = await startProcess("./floor_sequencer.ts", [
+    "--transport",
+    floor.transport,
+    ...(floor.durableDir ? ["--durable", floor.durableDir] : []),
+  ], /"port"/);
+  const front = await startProcess("./raw_ws_server.ts", [
+    "--port",
+    String(port),
+    "--sequencer",
+    String(JSON.parse(sequencer.readyLine).port),
+    "--transport",
+    floor.transport,
+  ], /listening/).catch(async (error) => {
+    await sequencer.stop();
+    throw error;
+  });
+  return {
+    pids: { front: front.pid, sequencer: sequencer.pid },
+    async stop() {
+      await front.stop();
+      await sequencer.stop();
     },
   };
 }
@@ -450,11 +506,12 @@ if (import.meta.main) {
     transportNote =
       " (Quantum requested, but quantum/mod.ts does not export connectGrpcOverQuantum yet, so the launcher uses TCP)";
   }
+  const only = new Set((values.only ?? "gateway,floor,floor-kv,raw").split(","));
   const all: StepResult[] = [];
   const notes: string[] = [];
   const started = performance.now();
 
-  if (values.only !== "raw") {
+  if (only.has("gateway")) {
     await using dir = await tempDir("aetherflow-e2e-bench-");
     const ports = { gateway: freePort(), session: freePort(), statesync: freePort() };
     const stack = await startStack({
@@ -540,34 +597,46 @@ if (import.meta.main) {
     }
   }
 
-  if (values.only !== "gateway") {
+  const baselines = [
+    { key: "floor", name: `floor (gRPC over ${transport})`, durable: false },
+    { key: "floor-kv", name: `floor + Deno KV (gRPC over ${transport})`, durable: true },
+    { key: "raw", name: "raw Deno.serve", durable: false },
+  ];
+  for (const baseline of baselines) {
+    if (!only.has(baseline.key)) continue;
+    await using dir = await tempDir("aetherflow-e2e-floor-");
     const port = freePort();
-    const raw = await startRawProcess(port);
+    const server = await startBaseline(
+      port,
+      baseline.key === "raw"
+        ? undefined
+        : { transport, ...(baseline.durable ? { durableDir: dir.path } : {}) },
+    );
     try {
       const docIds = Array.from({ length: docCount }, () => crypto.randomUUID());
-      console.error("raw Deno.serve rebroadcast server");
+      console.error(baseline.name);
       const host = hostCpuTicks();
       const run = await runTarget(
         {
-          name: "raw Deno.serve",
+          name: baseline.name,
           wsUrl: `ws://127.0.0.1:${port}/ws`,
           token: "-",
           docIds,
-          pids: { generator: Deno.pid, raw: raw.pid },
+          pids: { generator: Deno.pid, ...server.pids },
         },
         { clients: clientCount, steps, stepMs },
       );
       all.push(...run.steps);
-      notes.push(`raw: ${hostCpuShare(host, hostCpuTicks())}.`);
-      const problems = checkConvergence("raw", run.states);
+      notes.push(`${baseline.name}: ${hostCpuShare(host, hostCpuTicks())}.`);
+      const problems = checkConvergence(baseline.name, run.states);
       notes.push(
         problems.length === 0
-          ? `raw: all ${clientCount} replicas saw the same versions in order (no gap or duplicate).`
-          : `raw convergence problems: ${problems.slice(0, 5).join("; ")}`,
+          ? `${baseline.name}: all ${clientCount} replicas saw the same versions in order (no gap or duplicate).`
+          : `${baseline.name} convergence problems: ${problems.slice(0, 5).join("; ")}`,
       );
       for (const c of run.clients) await c.close();
     } finally {
-      await raw.stop();
+      await server.stop();
     }
   }
 
@@ -593,11 +662,13 @@ if (import.meta.main) {
       );
     }
   }
-  const [a, b] = targets.map((t) => maxes.get(t));
-  if (a && b && targets.length === 2) {
+  const raw = maxes.get("raw Deno.serve");
+  for (const t of targets) {
+    const max = maxes.get(t);
+    if (raw === undefined || max === undefined || t === "raw Deno.serve") continue;
     summary.push(
-      `- ratio ${targets[0]} / ${targets[1]}: ${
-        (a.achievedOpsPerSecond / b.achievedOpsPerSecond).toFixed(2)
+      `- ratio ${t} / raw Deno.serve: ${
+        (max.achievedOpsPerSecond / raw.achievedOpsPerSecond).toFixed(2)
       }×`,
     );
   }
