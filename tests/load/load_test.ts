@@ -60,6 +60,20 @@ Deno.test("load tool refuses non-loopback targets and unknown scenarios", async 
   assert.throws(() => parseDuration("soon"), RangeError);
 });
 
+Deno.test("load tool runs as the README writes it: deno task load -- --list", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "load", "--", "--list"],
+    cwd: new URL("../../", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  for (const name of ["basic", "sustained", "ratelimit", "websocket"]) {
+    assert.match(out, new RegExp(`\\b${name}\\b`));
+  }
+});
+
 Deno.test("load tool: short basic, auth, websocket and ratelimit runs against a real stack report consistent numbers", async (t) => {
   await using dir = await tempDir("aetherflow-loadtest-");
   // Default gateway limits: 100 req/s per IP (burst 200), 50/s per user (burst 100),

@@ -102,4 +102,6 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+// `deno task load -- --scenario x` hands the script the `--` too; parseArgs would take every
+// flag after it as a positional argument.
+if (import.meta.main) Deno.exit(await main(Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args));
