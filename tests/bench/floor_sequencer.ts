@@ -19,22 +19,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import { listen, serveGrpcOverQuantum } from "../../quantum/mod.ts";
-
-const identity = (b: Buffer) => b;
+import { listen } from "../../quantum/mod.ts";
+import { bytesStreamService, serveOnLoopback } from "./_grpc_bytes.ts";
 
 /** The one method: a bidi stream of op batches in, versioned batches out. */
-export const SEQUENCER_SERVICE: grpc.ServiceDefinition = {
-  sequence: {
-    path: "/bench.Sequencer/Sequence",
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+export const SEQUENCER_SERVICE = bytesStreamService("sequence", "/bench.Sequencer/Sequence");
 
 type Reply = [documentId: string, version: number, op: string][];
 
@@ -99,20 +88,10 @@ async function main(): Promise<void> {
       call.on("end", () => call.end());
     },
   });
-  let port: number;
-  if (values.transport === "quantum") {
-    const listener = listen({ hostname: "127.0.0.1", port: 0 });
-    serveGrpcOverQuantum(server, listener);
-    port = listener.addr.port;
-  } else {
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        "127.0.0.1:0",
-        grpc.ServerCredentials.createInsecure(),
-        (error, bound) => error ? reject(error) : resolve(bound),
-      )
-    );
-  }
+  const port = await serveOnLoopback(
+    server,
+    values.transport === "quantum" ? listen({ hostname: "127.0.0.1", port: 0 }) : undefined,
+  );
   console.log(JSON.stringify({ port }));
 }
 

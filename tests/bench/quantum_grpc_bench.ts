@@ -21,23 +21,13 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import { connectGrpcOverQuantum, listen, serveGrpcOverQuantum } from "../../quantum/mod.ts";
+import { connectGrpcOverQuantum, listen } from "../../quantum/mod.ts";
 import { listenUdp, type PacketConn } from "../../quantum/packet_conn.ts";
 import { decodePacket, FLAG, type Packet } from "../../quantum/wire.ts";
 import { type Clock, realClock } from "../../quantum/clock.ts";
+import { bytesStreamService, serveOnLoopback } from "./_grpc_bytes.ts";
 
-const identity = (b: Buffer) => b;
-const ECHO_SERVICE: grpc.ServiceDefinition = {
-  echo: {
-    path: "/bench.Echo/Echo",
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+const ECHO_SERVICE = bytesStreamService("echo", "/bench.Echo/Echo");
 const RECEIVE_BUFFER_BYTES = 4 << 20;
 
 type Transport = "quantum" | "tcp";
@@ -53,26 +43,18 @@ async function runServer(transport: Transport): Promise<void> {
       call.on("end", () => call.end());
     },
   });
-  let port: number;
-  if (transport === "quantum") {
-    const listener = listen({
-      packetConn: countingPacketConn(
-        listenUdp({ hostname: "127.0.0.1", port: 0, receiveBufferBytes: RECEIVE_BUFFER_BYTES }),
-        counts,
-      ),
-      clock: countingClock(counts),
-    });
-    serveGrpcOverQuantum(server, listener);
-    port = listener.addr.port;
-  } else {
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        "127.0.0.1:0",
-        grpc.ServerCredentials.createInsecure(),
-        (error, bound) => error ? reject(error) : resolve(bound),
-      )
-    );
-  }
+  const port = await serveOnLoopback(
+    server,
+    transport === "quantum"
+      ? listen({
+        packetConn: countingPacketConn(
+          listenUdp({ hostname: "127.0.0.1", port: 0, receiveBufferBytes: RECEIVE_BUFFER_BYTES }),
+          counts,
+        ),
+        clock: countingClock(counts),
+      })
+      : undefined,
+  );
   console.log(JSON.stringify({ port }));
   // Each line on stdin asks for the counters; runs until the parent kills it.
   for await (const _ of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
