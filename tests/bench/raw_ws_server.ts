@@ -14,7 +14,7 @@
  *
  * @example
  * ```ts
- * await using server = startRawWsServer({ port: 0 });
+ * await using server = await startRawWsServer({ port: 0 });
  * new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
  * ```
  * @module
@@ -161,6 +161,7 @@ async function connectSequencer(target: SequencerTarget, docs: Map<string, Doc>)
     const ordered = JSON.parse(reply.toString()) as [string, number, string][];
     for (const [documentId, version, op] of ordered) {
       const { socket, m } = waiting.shift()!;
+      // The op as the back end returned it, decoded as the gateway decodes statesync's event.
       const { base_version, client_op_id, components } = JSON.parse(op);
       broadcast(docs.get(documentId)!, socket, {
         id: m.id,
