@@ -370,18 +370,12 @@ async function machineHeader(): Promise<string> {
   } GiB RAM; Deno ${Deno.version.deno} (V8 ${Deno.version.v8}). Each section below names its benchmark and task; sections are appended, never rewritten.\n`;
 }
 
-/** A benchmark process started by {@link startProcess}. */
-interface Child {
-  pid: number;
-  stop(): Promise<void>;
-}
-
 /** Start `script` (beside this file) as its own process; resolves with the line that matches `ready`. */
 async function startProcess(
   script: string,
   args: string[],
   ready: RegExp,
-): Promise<Child & { readyLine: string }> {
+): Promise<{ pid: number; readyLine: string; stop(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", new URL(script, import.meta.url).pathname, ...args],
     stdout: "piped",
