@@ -33,8 +33,6 @@ export interface GoawayStripperOptions {
    * passed through unparsed. Default false (server → client bytes: frames only).
    */
   preface?: boolean;
-  /** Called for every GOAWAY frame dropped. */
-  onDrop?: () => void;
 }
 
 /**
@@ -54,13 +52,11 @@ export class GoawayStripper {
   /** Payload bytes left of the current frame. */
   #left = 0;
   #dropping = false;
-  #onDrop: (() => void) | undefined;
   /** GOAWAY frames dropped so far. */
   dropped = 0;
 
   constructor(options: GoawayStripperOptions = {}) {
     this.#prefaceLeft = options.preface ? PREFACE_LENGTH : 0;
-    this.#onDrop = options.onDrop;
   }
 
   /** Feed received bytes; returns the bytes to forward (possibly a view of `chunk`). */
@@ -101,7 +97,6 @@ export class GoawayStripper {
       this.#dropping = h[3] === GOAWAY;
       if (this.#dropping) {
         this.dropped++;
-        this.#onDrop?.();
         if (headerBegin > runStart) parts.push(chunk.subarray(runStart, headerBegin));
         runStart = i;
       } else if (continued) {

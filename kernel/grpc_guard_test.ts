@@ -61,8 +61,7 @@ for (const preface of [false, true]) {
         else kept.push(bytes);
       }
       const stream = concat(frames);
-      let callbacks = 0;
-      const stripper = new GoawayStripper({ preface, onDrop: () => callbacks++ });
+      const stripper = new GoawayStripper({ preface });
       const out: Uint8Array[] = [];
       // Every third round splits into 1..4-byte chunks so frame headers span chunks often.
       const maxChunk = round % 3 === 0 ? 4 : 30;
@@ -73,7 +72,6 @@ for (const preface of [false, true]) {
       }
       assert.deepEqual(concat(out), concat(kept), `round ${round}`);
       assert.equal(stripper.dropped, goaways, `round ${round}`);
-      assert.equal(callbacks, goaways, `round ${round}`);
     }
   });
 }
