@@ -20,7 +20,6 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
-  type Tracer,
 } from "@opentelemetry/api";
 import type { CallHook } from "./metrics.ts";
 import { StatusCode } from "./errors.ts";
@@ -83,6 +82,15 @@ export function isNoopSpan(span: Span): boolean {
   return !span.isRecording() && !trace.isSpanContextValid(span.spanContext());
 }
 
+/**
+ * Run `fn` with `span` active under `parent` (default: the active context), so spans started
+ * inside are its children. A no-op span ({@link isNoopSpan}) has nothing to pass on: `fn`
+ * runs as it is, without the context switch (hot paths call this for every operation).
+ */
+export function withSpan<T>(span: Span, fn: () => T, parent: Context = context.active()): T {
+  return isNoopSpan(span) ? fn() : context.with(trace.setSpan(parent, span), fn);
+}
+
 /** Mark `span` failed with `error` (recorded as an exception event). */
 export function recordSpanError(span: Span, error: unknown): void {
   if (error instanceof Error) span.recordException(error);
@@ -102,34 +110,6 @@ const SERVER_ERROR_CODES = new Set<number>([
   StatusCode.UNAVAILABLE,
   StatusCode.DATA_LOSS,
 ]);
-
-/**
- * Run `fn` inside a server span named `name` whose parent is `traceparent` (if any);
- * exceptions are recorded on the span and rethrown.
- */
-export async function withServerSpan<T>(
-  tracer: Tracer,
-  name: string,
-  options: { traceparent?: unknown; attributes?: Record<string, string | number | boolean> },
-  fn: (span: Span) => Promise<T>,
-): Promise<T> {
-  const parent = contextFromTraceparent(options.traceparent);
-  return await tracer.startActiveSpan(
-    name,
-    { kind: SpanKind.SERVER, attributes: options.attributes ?? {} },
-    parent,
-    async (span) => {
-      try {
-        return await fn(span);
-      } catch (error) {
-        recordSpanError(span, error);
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
-  );
-}
 
 /**
  * A {@link CallHook} that starts a server span per gRPC call (`{service}/{method}`, with

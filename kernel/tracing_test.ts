@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type Context,
+  context,
   type Span,
   type SpanContext,
   SpanKind,
@@ -9,12 +10,7 @@ import {
   trace,
   type Tracer,
 } from "@opentelemetry/api";
-import {
-  contextFromTraceparent,
-  grpcServerTracing,
-  isNoopSpan,
-  withServerSpan,
-} from "./tracing.ts";
+import { contextFromTraceparent, grpcServerTracing, isNoopSpan, withSpan } from "./tracing.ts";
 
 /** What a recorded span holds. */
 interface Recorded {
@@ -142,26 +138,6 @@ Deno.test("grpcServerTracing opens a SERVER span under the caller's traceparent 
   });
 });
 
-Deno.test("withServerSpan records a thrown error on the span, ends it and rethrows", async () => {
-  const { tracer, spans } = recordingTracer();
-  const failure = new RangeError("bad");
-  await assert.rejects(
-    withServerSpan(tracer, "work", { traceparent: PARENT }, () => Promise.reject(failure)),
-    (e) => e === failure,
-  );
-  assert.equal(
-    await withServerSpan(tracer, "ok", { attributes: { a: 1 } }, () => Promise.resolve(42)),
-    42,
-  );
-  const [failed, ok] = spans as [Recorded, Recorded];
-  assert.equal(failed.parent?.spanId, "00f067aa0ba902b7");
-  assert.equal(failed.status.code, SpanStatusCode.ERROR);
-  assert.deepEqual(failed.exceptions, [failure]);
-  assert.ok(failed.ended && ok.ended);
-  assert.equal(ok.status.code, SpanStatusCode.UNSET);
-  assert.equal(ok.attributes.a, 1);
-});
-
 Deno.test("isNoopSpan: true for the no-op tracer without a caller trace, false once a trace is passed on", () => {
   const tracer = trace.getTracer("noop-test"); // no provider registered: the no-op tracer
   assert.equal(isNoopSpan(tracer.startSpan("untraced")), true);
@@ -169,4 +145,26 @@ Deno.test("isNoopSpan: true for the no-op tracer without a caller trace, false o
     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
   );
   assert.equal(isNoopSpan(tracer.startSpan("child of a caller trace", {}, parent)), false);
+});
+
+Deno.test("withSpan makes a recording span active for fn, and runs fn as it is for a no-op span", () => {
+  const { tracer } = recordingTracer();
+  const recording = tracer.startSpan("recorded");
+  const noop = trace.getTracer("noop-test").startSpan("untraced"); // no provider: the no-op tracer
+  const switched: (Span | undefined)[] = [];
+  const original = context.with.bind(context);
+  context.with = ((ctx: Context, fn: () => unknown) => {
+    switched.push(trace.getSpan(ctx));
+    return original(ctx, fn);
+  }) as typeof context.with;
+  try {
+    for (const span of [noop, recording]) {
+      let calls = 0;
+      assert.equal(withSpan(span, () => ++calls * 10), 10);
+      assert.equal(calls, 1);
+    }
+  } finally {
+    context.with = original;
+  }
+  assert.deepEqual(switched, [recording]);
 });

@@ -5,8 +5,8 @@
  * whose operation started the commit and records how many requests it carried.
  * @module
  */
-import { context, SpanKind, trace } from "@opentelemetry/api";
-import { isNoopSpan, recordSpanError } from "../kernel/mod.ts";
+import { SpanKind, trace } from "@opentelemetry/api";
+import { recordSpanError, withSpan } from "../kernel/mod.ts";
 import type { Json } from "./json0/types.ts";
 import type { ConflictRecord, OperationRecord } from "./model.ts";
 import type {
@@ -41,10 +41,8 @@ export class TracedDocumentStore implements DocumentStore {
       kind: SpanKind.CLIENT,
       attributes: { "db.system.name": this.#system, ...attributes },
     });
-    // Tracing off (no-op tracer, no caller trace): no context switch for every commit.
-    if (isNoopSpan(span)) return await fn();
     try {
-      return await context.with(trace.setSpan(context.active(), span), fn);
+      return await withSpan(span, fn);
     } catch (error) {
       recordSpanError(span, error);
       throw error;

@@ -23,7 +23,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
 } from "@grpc/grpc-js";
-import { context, SpanKind, trace } from "@opentelemetry/api";
+import { SpanKind, trace } from "@opentelemetry/api";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Buffer } from "node:buffer";
 import {
@@ -38,13 +38,13 @@ import {
   grpcServerTracing,
   type GuardedListener,
   HealthState,
-  isNoopSpan,
   listenGuarded,
   type Logger,
   parseId,
   recordSpanError,
   Registry,
   silentLogger,
+  withSpan,
 } from "../kernel/mod.ts";
 import { OpError } from "./json0/mod.ts";
 import { serveSubscriptionMux, type SubscriptionOutput } from "./subscription_mux.ts";
@@ -705,14 +705,7 @@ export class StateSyncService {
   #submitOne(request: pb.SubmitRequest): Promise<pb.SubmitResult> {
     const parent = contextFromTraceparent(request.traceparent);
     const span = tracer.startSpan(SUBMIT_SPAN_NAME, SUBMIT_SPAN_OPTIONS, parent);
-    // Tracing off (the no-op tracer, no caller trace): nothing to record or pass on, so skip
-    // the context switch — this runs for every operation.
-    const untraced = isNoopSpan(span);
-    const applied = untraced ? this.#apply(request.apply, SUBMIT_APPLY_FIELDS) : context.with(
-      trace.setSpan(parent, span),
-      () => this.#apply(request.apply, SUBMIT_APPLY_FIELDS),
-    );
-    return applied.then(
+    return withSpan(span, () => this.#apply(request.apply, SUBMIT_APPLY_FIELDS), parent).then(
       (value): pb.SubmitResult => {
         span.setAttribute("rpc.grpc.status_code", 0);
         span.end();
