@@ -46,18 +46,16 @@ export function jsonToText(value: Json | undefined): string {
 // ---- Paths and operations -----------------------------------------------------------------
 
 /**
- * A model path from proto path elements.
- * @throws {TypeError} naming `field` for an element without key or index
+ * A model path from proto path elements. With `component` the elements are
+ * `field[component].path` of an op; that name is built only for an error (this runs for every
+ * op).
+ * @throws {TypeError} naming the field for an element without key or index
  */
-export function pathFromProto(elements: readonly pb.PathElement[], field: string): Path {
-  return readPath(elements, field);
-}
-
-/**
- * {@link pathFromProto}; with `component` the field is `field[component].path`, a name built
- * only for an error (this runs for every op).
- */
-function readPath(elements: readonly pb.PathElement[], field: string, component = -1): Path {
+export function pathFromProto(
+  elements: readonly pb.PathElement[],
+  field: string,
+  component = -1,
+): Path {
   const path: (string | number)[] = new Array(elements.length);
   for (let i = 0; i < elements.length; i++) {
     const element = elements[i]!.element;
@@ -101,7 +99,7 @@ export function opFromProto(components: readonly pb.OpComponent[], field: string
 
 /** One raw component (checked by `parseOp` next); field names are built only for errors. */
 function componentFromProto(component: pb.OpComponent, field: string, i: number): unknown {
-  const path = readPath(component.path, field, i);
+  const path = pathFromProto(component.path, field, i);
   const action = component.action;
   switch (action?.$case) {
     case "set":
