@@ -234,8 +234,7 @@ export async function createGrpcBackends(options: GrpcBackendsOptions): Promise<
     subscribeDocument(req, handlers) {
       if (legacySubscriptions) return subscribeOne(req, handlers);
       let current = subscriptions.subscribe(req, {
-        onData: (event) => handlers.onData(event),
-        onEnd: () => handlers.onEnd(),
+        ...handlers,
         onError: (error) => {
           if (AppError.from(error).status !== "UNIMPLEMENTED") return handlers.onError(error);
           legacySubscriptions = true;

@@ -270,14 +270,8 @@ export class WsHub {
     this.#config = options.config;
     this.#log = options.logger ?? silentLogger;
     this.#revoked = options.revoked ?? new Set();
-    this.#rate = new TokenBuckets({
-      capacity: Math.max(1, Math.ceil(options.config.messagesPerSecond * 2)),
-      refillPerSecond: options.config.messagesPerSecond,
-    });
-    this.#userRate = new TokenBuckets({
-      capacity: Math.max(1, Math.ceil(options.config.userMessagesPerSecond * 2)),
-      refillPerSecond: options.config.userMessagesPerSecond,
-    });
+    this.#rate = messageBuckets(options.config.messagesPerSecond);
+    this.#userRate = messageBuckets(options.config.userMessagesPerSecond);
   }
 
   /** Take over an upgraded socket. */
@@ -1054,6 +1048,14 @@ export class WsHub {
       conflicts: applied.conflicts.map(conflictToJson),
     });
   }
+}
+
+/** Message budgets of `perSecond` on average, with bursts of twice that. */
+function messageBuckets(perSecond: number): TokenBuckets {
+  return new TokenBuckets({
+    capacity: Math.max(1, Math.ceil(perSecond * 2)),
+    refillPerSecond: perSecond,
+  });
 }
 
 /** A document event serialised once, on first use, for every member of the feed. */
