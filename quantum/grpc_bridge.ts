@@ -158,8 +158,6 @@ export type QuantumTunnelOptions = DialOptions & {
 export interface QuantumTunnel {
   /** `"127.0.0.1:NNNN"`, ready for a grpc-js client. */
   readonly address: string;
-  /** True when server → client GOAWAY frames are dropped (option `dropGoaway`). */
-  readonly dropsGoaway: boolean;
   /** Stop accepting and close every tunnelled connection (TCP and Quantum). */
   close(): Promise<void>;
 }
@@ -316,7 +314,6 @@ function openTunnel(options: QuantumTunnelOptions): QuantumTunnel {
   const port = (tcp.addr as Deno.NetAddr).port;
   return {
     address: `127.0.0.1:${port}`,
-    dropsGoaway: dropGoaway,
     async close() {
       tcp.close();
       await accepting;
