@@ -5,19 +5,14 @@
  * @module
  */
 import { startStateSyncService, StateSyncConfigSchema } from "../statesync/mod.ts";
+import { tcpTarget } from "./_testing.ts";
 import { BreakerRegistry } from "./breaker.ts";
 import { createGrpcBackends } from "./grpc_backends.ts";
 
 const service = await startStateSyncService(
   StateSyncConfigSchema.parse({ port: 0, storage: "memory" }),
 );
-const target = {
-  address: service.address,
-  transport: "tcp" as const,
-  required: true,
-  retries: 0,
-  defaultTimeoutMs: 5_000,
-};
+const target = { ...tcpTarget(service.address), retries: 0, defaultTimeoutMs: 5_000 };
 const guarded = await createGrpcBackends({
   session: target,
   statesync: target,
