@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { freePort, freeUdpPort, tempDir } from "../kernel/testing.ts";
 import { DEV_USER, startStack } from "../gateway/start.ts";
 import { WsTestClient } from "../gateway/testing.ts";
+import { OPEN_LIMITS } from "./open_limits.ts";
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
@@ -42,13 +43,7 @@ if (import.meta.main) {
     transport,
     logs: false,
     env: {
-      // Measure the gateway, not its limits.
-      AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__CAPACITY: "1000000",
-      AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__REFILL_PER_SECOND: "1000000",
-      AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__CAPACITY: "1000000",
-      AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__REFILL_PER_SECOND: "1000000",
-      AETHERFLOW_GATEWAY_WS__MESSAGES_PER_SECOND: "1000000",
-      AETHERFLOW_GATEWAY_WS__USER_MESSAGES_PER_SECOND: "1000000",
+      ...OPEN_LIMITS, // measure the gateway, not its limits
     },
   });
   const rows = [];

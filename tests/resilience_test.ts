@@ -17,6 +17,7 @@ import { LatencyHistogram, type LatencySummary } from "./load/latency.ts";
 import { listenerPid } from "./load/runner.ts";
 import { LoadWsClient, type ServerMessage, SocketClosedError } from "./load/ws_client.ts";
 import type { FloodResult } from "./load/flood.ts";
+import { OPEN_HTTP_LIMITS } from "./open_limits.ts";
 
 /** How long the abusive client floods. */
 const FLOOD_MS = 2_000;
@@ -31,15 +32,6 @@ const WRITERS = Array.from({ length: 8 }, (_, i) => ({
 /** Quiet/abused window pairs. */
 const ROUNDS = 3;
 
-const OPEN_HTTP_LIMITS = {
-  // The clients of these tests all come from 127.0.0.1: keep the HTTP limits out of the way.
-  // The WebSocket limits (100 msg/s per connection, 1 MiB queue) stay at their defaults.
-  AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__CAPACITY: "1000000",
-  AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__REFILL_PER_SECOND: "1000000",
-  AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__CAPACITY: "1000000",
-  AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__REFILL_PER_SECOND: "1000000",
-};
-
 function stackOptions(dataDir: string, extra: Partial<StackOptions> = {}): StackOptions {
   return {
     dataDir,
@@ -50,7 +42,7 @@ function stackOptions(dataDir: string, extra: Partial<StackOptions> = {}): Stack
     statesyncQuantumPort: freeUdpPort(),
     transport: "tcp",
     logs: false,
-    env: OPEN_HTTP_LIMITS,
+    env: OPEN_HTTP_LIMITS, // the WebSocket limits (100 msg/s per connection, 1 MiB queue) stay
     ...extra,
   };
 }

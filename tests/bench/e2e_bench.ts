@@ -36,6 +36,7 @@ import { DEV_USER, quantumAvailable, startStack } from "../../gateway/start.ts";
 import { LatencyHistogram } from "../load/latency.ts";
 import { listenerPid } from "../load/runner.ts";
 import { LoadWsClient, type ServerMessage } from "../load/ws_client.ts";
+import { OPEN_LIMITS } from "../open_limits.ts";
 
 /** One offered-rate step's results. */
 export interface StepResult {
@@ -518,13 +519,7 @@ if (import.meta.main) {
       transport,
       logs: false,
       env: {
-        // Measure the pipeline, not the abuse limits.
-        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__CAPACITY: "1000000",
-        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_IP__REFILL_PER_SECOND: "1000000",
-        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__CAPACITY: "1000000",
-        AETHERFLOW_GATEWAY_RATE_LIMIT__PER_USER__REFILL_PER_SECOND: "1000000",
-        AETHERFLOW_GATEWAY_WS__MESSAGES_PER_SECOND: "1000000",
-        AETHERFLOW_GATEWAY_WS__USER_MESSAGES_PER_SECOND: "1000000",
+        ...OPEN_LIMITS, // measure the pipeline, not the abuse limits
         // V8 tick profiles of the services (`node --prof-process DIR/<pid>.v8.log`).
         ...(values.profile
           ? {
