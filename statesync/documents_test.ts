@@ -843,6 +843,9 @@ Deno.test("two managers on one Deno KV file race, retry the transform and lose n
   const b = new DocumentManager(storeB, {});
   try {
     const doc = await a.create("alice", { name: "Race", type: "text", content: { text: "" } });
+    // Both hold version 0 before either writes, so their first commits race for version 1
+    // (B loading only after A's commit would transform locally and never lose a race).
+    await Promise.all([a.get("alice", doc.id), b.get("alice", doc.id)]);
     const work = (m: DocumentManager, tag: string) =>
       Promise.all(Array.from({ length: 15 }, (_, i) =>
         m.apply("alice", {
